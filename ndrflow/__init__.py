@@ -1,0 +1,3 @@
+"""ndrflow: shipment notifications and NDR resolution on durable Temporal workflows."""
+
+__version__ = "0.1.0"

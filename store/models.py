@@ -1,0 +1,94 @@
+"""Foundation tables: API keys, the shipments read model, carrier events waiting for a
+registration, and the log of refused requests. Feature areas add their tables in their own
+modules (store/<area>.py) and import them in store/all_models.py so Alembic sees them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The first characters of the key, shown in listings and used to find the row; the key
+    # itself is only stored as a SHA-256 hash (keys are 256-bit random, so no slow hash needed).
+    prefix: str = Field(index=True, max_length=16)
+    key_hash: str = Field(unique=True, max_length=64)
+    scope: str = Field(max_length=16)  # merchant | carrier | agent
+    merchant_id: str | None = Field(default=None, max_length=64)
+    carrier: str | None = Field(default=None, max_length=32)
+    name: str = Field(default="", max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class Shipment(SQLModel, table=True):
+    """Read model and customer contact details. Personal data lives here, never in workflow ids,
+    search attributes or (unencrypted) history: activities look it up by shipment_id."""
+
+    __tablename__ = "shipments"
+    __table_args__ = (UniqueConstraint("carrier", "tracking_number", name="uq_shipments_carrier_tracking"),)
+
+    shipment_id: str = Field(primary_key=True, max_length=40)
+    workflow_id: str = Field(max_length=64)
+    merchant_id: str = Field(index=True, max_length=64)
+    carrier: str = Field(max_length=32)
+    tracking_number: str = Field(max_length=64)
+    order_id: str = Field(default="", max_length=64)
+    status: str = Field(default="created", max_length=32)
+    ndr_state: str | None = Field(default=None, max_length=32)
+    needs_attention: bool = False
+    attention_reason: str | None = Field(default=None, max_length=48)
+    customer_name: str = Field(default="", max_length=200)
+    customer_phone: str | None = Field(default=None, max_length=20)  # E.164
+    customer_email: str | None = Field(default=None, max_length=254)
+    customer_locale: str = Field(default="en", max_length=16)
+    customer_timezone: str = Field(default="UTC", max_length=64)
+    whatsapp_opt_in: bool = False
+    address: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    payment_mode: str = Field(default="prepaid", max_length=16)
+    payment_amount: str = Field(default="0", max_length=24)
+    payment_currency: str = Field(default="INR", max_length=3)
+    promised_delivery_date: str | None = Field(default=None, max_length=10)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    last_event_at: datetime | None = None
+    closed: bool = False
+
+
+class PendingCarrierEvent(SQLModel, table=True):
+    """Carrier events for a (carrier, tracking number) nobody has registered yet. Delivered to
+    the workflow when the registration arrives; kept afterwards for audit (delivered_at set)."""
+
+    __tablename__ = "pending_carrier_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    carrier: str = Field(max_length=32)
+    tracking_number: str = Field(max_length=64, index=True)
+    dedupe_key: str = Field(unique=True, max_length=200)
+    event: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None
+
+
+class RefusedRequest(SQLModel, table=True):
+    """Every 4xx we answer is recorded: what was refused, why, and from where (no bodies: PII)."""
+
+    __tablename__ = "refused_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=300)
+    status_code: int
+    reason: str = Field(max_length=1000)
+    client: str = Field(default="", max_length=64)

@@ -1,0 +1,103 @@
+"""Inputs, results and state shared by the API (client side), the workflow and the activities.
+
+One dataclass per message, `<Verb>Input` / `<Noun>Result`. Nothing here holds personal data:
+phone numbers, emails, names and addresses stay in the store and are looked up by shipment_id
+inside activities (ids and search attributes are never encrypted by a payload codec).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.events import CarrierEvent
+
+DEFAULT_TASK_QUEUE = "ndrflow"
+
+# Activity names, so the workflow module never imports I/O code (sandbox re-imports it per run).
+SYNC_READ_MODEL = "sync_read_model"
+
+
+@dataclass
+class ShipmentProfile:
+    """What the workflow needs to decide things: no contact details, only facts about them."""
+
+    shipment_id: str
+    merchant_id: str
+    carrier: str
+    tracking_number: str
+    order_id: str = ""
+    payment_mode: str = "prepaid"  # prepaid | cod
+    order_value: str = "0"
+    currency: str = "INR"
+    locale: str = "en"
+    timezone: str = "UTC"
+    has_phone: bool = False
+    phone_is_mobile: bool = False
+    has_email: bool = False
+    whatsapp_opt_in: bool = False
+    promised_delivery_date: str | None = None
+
+
+@dataclass
+class RegisterInput:
+    profile: ShipmentProfile
+    registered_at: str
+    # Carrier events that arrived before the registration (kept in the store until now).
+    events: list[CarrierEvent] = field(default_factory=list)
+
+
+@dataclass
+class CarrierEventsInput:
+    events: list[CarrierEvent]
+    received_at: str = ""
+
+
+@dataclass
+class TimelineEntry:
+    at: str  # when it happened (carrier time for scans, our time otherwise), ISO UTC
+    kind: str  # registered | carrier_event | notification | reply | decision | instruction | agent_action | attention
+    summary: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ShipmentState:
+    """All workflow state in one place so continue-as-new can carry it over."""
+
+    shipment_id: str
+    profile: ShipmentProfile | None = None
+    status: str = "created"
+    status_at: str | None = None  # carrier time of the scan that set `status`
+    last_event_at: str | None = None
+    seen_event_keys: list[str] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    ndr_cases: list[dict[str, Any]] = field(default_factory=list)
+    needs_attention: bool = False
+    attention_reason: str | None = None
+    attention_since: str | None = None
+    terminal_at: str | None = None  # our time when a terminal status was reached
+    late_events: int = 0
+
+
+@dataclass
+class ShipmentWorkflowInput:
+    shipment_id: str
+    # Workflows cannot read configuration, so limits travel with the input.
+    completion_grace_seconds: float = 72 * 3600
+    max_history_events: int = 2000
+    state: ShipmentState | None = None  # set when continuing as new
+
+
+@dataclass
+class SyncReadModelInput:
+    """Idempotent: sets the read-model row to these values (the workflow sends them in order)."""
+
+    shipment_id: str
+    status: str
+    last_event_at: str | None
+    ndr_state: str | None
+    needs_attention: bool
+    attention_reason: str | None
+    closed: bool = False
