@@ -101,3 +101,47 @@ class SyncReadModelInput:
     needs_attention: bool
     attention_reason: str | None
     closed: bool = False
+
+
+# ---- notifications (issue 3) -------------------------------------------------------------
+SEND_NOTIFICATION = "send_notification"
+
+
+@dataclass
+class SendNotificationInput:
+    """One message to one customer on one channel. The exactly-once key is
+    f"{shipment_id}:{purpose}:{occurrence}:{channel}" (see notification_key)."""
+
+    shipment_id: str
+    purpose: str  # "picked_up", "out_for_delivery", "delivered", ..., "ndr_ask", "ndr_reminder", "ndr_confirm", "ndr_clarify"
+    occurrence: str  # which repeat of the purpose: the milestone's event key, NDR attempt + reminder index, ...
+    channel: str  # "sms" | "whatsapp" | "email"
+    context: dict[str, Any] = field(default_factory=dict)  # template variables without personal data
+
+    @property
+    def key(self) -> str:
+        return notification_key(self.shipment_id, self.purpose, self.occurrence, self.channel)
+
+
+def notification_key(shipment_id: str, purpose: str, occurrence: str, channel: str) -> str:
+    return f"{shipment_id}:{purpose}:{occurrence}:{channel}"
+
+
+@dataclass
+class SendNotificationResult:
+    key: str
+    channel: str
+    status: str  # "sent" | "skipped" | "failed"
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class NotificationStatusInput:
+    """A provider's delivery callback, forwarded to the workflow when it matters (failures)."""
+
+    key: str
+    channel: str
+    status: str  # "delivered" | "failed" | "undelivered" | "bounce" | "dropped" | ...
+    error_code: str | None = None

@@ -1,0 +1,39 @@
+"""Builds the FastAPI app: one router per audience, shared dependencies in api/deps.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from ndrflow.config import Settings
+from store.db import engine_for
+
+
+def create_app(settings: Settings, temporal: Client | None = None) -> FastAPI:
+    """`temporal` may be given (tests, `ndrflow up`); otherwise the app connects on startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.temporal is None:
+            from ndrflow.temporal import connect
+
+            app.state.temporal = await connect(settings)
+        yield
+
+    app = FastAPI(
+        title="ndrflow",
+        version="0.1.0",
+        summary="Shipment notifications and NDR resolution on durable Temporal workflows",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine_for(settings.effective_database_url)
+    app.state.temporal = temporal
+
+    from api.routes import health
+
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,37 @@
+"""NDR instructions to carriers: what the workflow decides and what the carrier said (pure data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SEND_CARRIER_INSTRUCTION = "send_carrier_instruction"
+
+
+@dataclass
+class Instruction:
+    action: str  # domain.taxonomy.NdrAction value
+    requested_date: str | None = None  # YYYY-MM-DD, for reschedule
+    phone: str | None = None  # E.164, for update_phone
+    address: dict[str, Any] | None = None  # {"line1","line2","city","postal_code","landmark"}, for update_address
+    comments: str = ""
+    source: str = "customer"  # customer | merchant_rule | agent
+
+
+@dataclass
+class SendInstructionInput:
+    shipment_id: str
+    carrier: str
+    tracking_number: str
+    attempt: int  # the NDR attempt this answers
+    idempotency_key: str  # f"{shipment_id}:ndr{attempt}:{seq}": never re-sent once acknowledged
+    instruction: Instruction
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InstructionResult:
+    status: str  # "accepted" | "rejected" | "unsupported"
+    carrier_reference: str | None = None  # e.g. Delhivery UPL id
+    detail: str = ""
+    http_status: int | None = None
