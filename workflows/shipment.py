@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.status import decide, event_dedupe_key
     from domain.taxonomy import TERMINAL_MILESTONES, Milestone, parse_milestone
     from workflows import search
+    from workflows.ids import shipment_id_from_workflow_id
     from workflows.messages import (
         SYNC_READ_MODEL,
         CarrierEventsInput,
@@ -175,8 +176,6 @@ class ShipmentWorkflow:
         if self.state is None:
             # Handlers can run before `run` starts (signal-with-start); the id comes from the
             # workflow id so they never need the input.
-            from workflows.ids import shipment_id_from_workflow_id
-
             self.state = ShipmentState(shipment_id=shipment_id or shipment_id_from_workflow_id(workflow.info().workflow_id))
         return self.state
 
