@@ -28,7 +28,12 @@ def test_created_key_authenticates_with_its_scope_and_binding(engine: Engine) ->
     with Session(engine) as s:
         row = authenticate(s, m)
         assert row is not None
-        assert (row.scope, row.merchant_id, row.carrier, row.name) == ("merchant", "acme", None, "shop backend")
+        assert (row.scope, row.merchant_id, row.carrier, row.name) == (
+            "merchant",
+            "acme",
+            None,
+            "shop backend",
+        )
         row = authenticate(s, c)
         assert row is not None and (row.scope, row.merchant_id, row.carrier) == ("carrier", None, "generic")
         row = authenticate(s, a)
@@ -112,7 +117,9 @@ def test_revoke_by_listed_prefix(engine: Engine) -> None:
         ({"scope": "agent", "name": "x" * 129}, "longer than 128"),
     ],
 )
-def test_invalid_scope_or_binding_is_refused_and_nothing_stored(engine: Engine, kwargs: dict, message: str) -> None:
+def test_invalid_scope_or_binding_is_refused_and_nothing_stored(
+    engine: Engine, kwargs: dict, message: str
+) -> None:
     with Session(engine) as s:
         with pytest.raises(InvalidKeyRequest, match=message):
             create_key(s, **kwargs)
