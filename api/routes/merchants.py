@@ -153,9 +153,12 @@ def _timezone(phone: str | None, country: str) -> str:
     if phone:
         zones = phone_tz.time_zones_for_number(phonenumbers.parse(phone))
         if zones and zones[0] != "Etc/Unknown":
-            return zones[0]
+            return _LEGACY_ZONES.get(zones[0], zones[0])
     return _COUNTRY_TZ.get(country.upper(), "UTC")
 
+
+# phonenumbers still answers with some pre-2015 IANA names; store the current ones.
+_LEGACY_ZONES = {"Asia/Calcutta": "Asia/Kolkata", "Asia/Saigon": "Asia/Ho_Chi_Minh", "Asia/Katmandu": "Asia/Kathmandu", "Asia/Rangoon": "Asia/Yangon"}
 
 # Countries with one time zone (or one dominant one) we see most; multi-zone countries without a
 # phone number fall back to UTC, which only affects quiet hours.
