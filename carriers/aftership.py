@@ -184,10 +184,16 @@ def parse_webhook(req: WebhookRequest) -> tuple[list[CarrierEvent], list[Problem
         milestone = Milestone(member.name)
     elif tag in TAG_FALLBACK:
         milestone = TAG_FALLBACK[tag]
-        problems.append(Problem("unmapped_subtag", f"AfterShip subtag {subtag!r} mapped by its tag {tag!r}", subtag or tag))
+        problems.append(
+            Problem(
+                "unmapped_subtag", f"AfterShip subtag {subtag!r} mapped by its tag {tag!r}", subtag or tag
+            )
+        )
     else:
         milestone = Milestone.unknown
-        problems.append(Problem(UNKNOWN_STATUS, f"unknown AfterShip tag {tag!r} / subtag {subtag!r}", subtag or tag))
+        problems.append(
+            Problem(UNKNOWN_STATUS, f"unknown AfterShip tag {tag!r} / subtag {subtag!r}", subtag or tag)
+        )
     text = opt_str(latest, "message") or opt_str(msg, "subtag_message")
     reason = None
     if milestone is Milestone.delivery_failed:
@@ -227,9 +233,15 @@ def _occurred(checkpoint_time: Any, ts: Any) -> str:
     return to_utc(None, local=UTC, where="body.ts")  # raises WebhookFormatError naming the field
 
 
-async def send_instruction(inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient) -> InstructionResult:
-    return unsupported(CODE, inp.instruction.action, "AfterShip is tracking only (no NDR API); use the email fallback")
+async def send_instruction(
+    inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> InstructionResult:
+    return unsupported(
+        CODE, inp.instruction.action, "AfterShip is tracking only (no NDR API); use the email fallback"
+    )
 
 
-async def poll_tracking(tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient) -> list[CarrierEvent]:
+async def poll_tracking(
+    tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> list[CarrierEvent]:
     return []

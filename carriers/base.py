@@ -184,7 +184,9 @@ def hashed_event_id(carrier: str, waybill: str, code: str, timestamp: str) -> st
     return f"h-{digest[:32]}"
 
 
-def to_utc(value: str | int | float, *, local: tzinfo, formats: tuple[str, ...] = (), where: str = "time") -> str:
+def to_utc(
+    value: str | int | float, *, local: tzinfo, formats: tuple[str, ...] = (), where: str = "time"
+) -> str:
     """Parse a carrier timestamp into our UTC ISO form.
 
     A value with an offset keeps it; a naive value is the carrier's local time (`local`), never UTC.
@@ -216,20 +218,53 @@ def to_utc(value: str | int | float, *, local: tzinfo, formats: tuple[str, ...] 
 # AfterShip AttemptFail_001) and as the second key after Delhivery's NSL code (reference 1.2).
 # First match wins, so the more specific phrases come first.
 _REASON_PHRASES: tuple[tuple[NdrReason, tuple[str, ...]], ...] = (
-    (NdrReason.out_of_delivery_area, ("out of delivery area", "non serviceable", "non-serviceable", "oda ", "(oda)")),
-    (NdrReason.order_cancelled_by_customer, ("cancelled by customer", "canceled by customer", "customer cancelled", "order cancelled", "cancel")),
+    (
+        NdrReason.out_of_delivery_area,
+        ("out of delivery area", "non serviceable", "non-serviceable", "oda ", "(oda)"),
+    ),
+    (
+        NdrReason.order_cancelled_by_customer,
+        ("cancelled by customer", "canceled by customer", "customer cancelled", "order cancelled", "cancel"),
+    ),
     (NdrReason.customer_refused, ("refused", "rejected by customer", "reject", "not accepted")),
     (NdrReason.open_delivery_requested, ("open delivery", "open box", "wants to inspect", "inspect")),
     (NdrReason.verification_failed, ("otp", "id proof", "verification")),
     (NdrReason.self_collect_requested, ("self collect", "self-collect", "will collect", "collect from")),
     (NdrReason.payment_issue, ("cash not ready", "cod amount", "payment", "no cash", "amount dispute")),
-    (NdrReason.reschedule_requested, ("future delivery", "reschedul", "deliver later", "delivery on ", "requested delivery")),
-    (NdrReason.customer_unreachable, ("not reachable", "unreachable", "not answering", "not responding", "switched off", "wrong number", "not contactable", "phone")),
-    (NdrReason.access_restricted, ("entry restricted", "entry not allowed", "no entry", "security", "gated", "restricted")),
-    (NdrReason.premises_closed, ("office closed", "shop closed", "premises closed", "door locked", "holiday", "closed")),
-    (NdrReason.address_issue, ("address", "not locatable", "location not found", "landmark", "customer moved", "shifted")),
+    (
+        NdrReason.reschedule_requested,
+        ("future delivery", "reschedul", "deliver later", "delivery on ", "requested delivery"),
+    ),
+    (
+        NdrReason.customer_unreachable,
+        (
+            "not reachable",
+            "unreachable",
+            "not answering",
+            "not responding",
+            "switched off",
+            "wrong number",
+            "not contactable",
+            "phone",
+        ),
+    ),
+    (
+        NdrReason.access_restricted,
+        ("entry restricted", "entry not allowed", "no entry", "security", "gated", "restricted"),
+    ),
+    (
+        NdrReason.premises_closed,
+        ("office closed", "shop closed", "premises closed", "door locked", "holiday", "closed"),
+    ),
+    (
+        NdrReason.address_issue,
+        ("address", "not locatable", "location not found", "landmark", "customer moved", "shifted"),
+    ),
     (NdrReason.not_attempted, ("not attempted", "no attempt", "could not attempt", "unattempted")),
-    (NdrReason.customer_unavailable, ("not available", "unavailable", "not home", "not at home", "out of station", "nobody")),
+    (
+        NdrReason.customer_unavailable,
+        ("not available", "unavailable", "not home", "not at home", "out of station", "nobody"),
+    ),
 )
 
 
@@ -260,9 +295,13 @@ class CarrierAdapter(Protocol):
 
     def parse_webhook(self, req: WebhookRequest) -> tuple[list[CarrierEvent], list[Problem]]: ...
 
-    async def send_instruction(self, inp: SendInstructionInput, cfg: Any, http: httpx.AsyncClient) -> InstructionResult: ...
+    async def send_instruction(
+        self, inp: SendInstructionInput, cfg: Any, http: httpx.AsyncClient
+    ) -> InstructionResult: ...
 
-    async def poll_tracking(self, tracking_number: str, cfg: Any, http: httpx.AsyncClient) -> list[CarrierEvent]: ...
+    async def poll_tracking(
+        self, tracking_number: str, cfg: Any, http: httpx.AsyncClient
+    ) -> list[CarrierEvent]: ...
 
 
 async def call(
@@ -281,7 +320,9 @@ async def call(
     except httpx.TimeoutException as exc:
         raise CarrierUnavailable(f"{carrier}: {method} {_path(url)} timed out after {timeout:g}s") from exc
     except httpx.TransportError as exc:
-        raise CarrierUnavailable(f"{carrier}: {method} {_path(url)} failed: {type(exc).__name__}: {exc}") from exc
+        raise CarrierUnavailable(
+            f"{carrier}: {method} {_path(url)} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     if resp.status_code >= 500 or resp.status_code == 429:
         raise CarrierUnavailable(
             f"{carrier}: {method} {_path(url)} answered {resp.status_code}: {short(resp.text)}",

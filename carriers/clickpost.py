@@ -172,7 +172,9 @@ def parse_webhook(req: WebhookRequest) -> tuple[list[CarrierEvent], list[Problem
         member = TrackingStatus.find(code)
         description = opt_str(scan, "clickpost_status_description")
         if member is None:
-            problems.append(Problem(UNKNOWN_STATUS, f"unknown ClickPost status code {code} ({description})", code))
+            problems.append(
+                Problem(UNKNOWN_STATUS, f"unknown ClickPost status code {code} ({description})", code)
+            )
             milestone = Milestone.unknown
         else:  # includes the explicit `unknown` member (EXPIRED): known code, nothing to map
             milestone = Milestone(member.name)
@@ -184,8 +186,16 @@ def parse_webhook(req: WebhookRequest) -> tuple[list[CarrierEvent], list[Problem
             else:
                 found = IncidentReason.find(ndr_code) if ndr_code is not None else None
                 if ndr_code is not None and found is None:
-                    problems.append(Problem(UNKNOWN_REASON, f"unknown ClickPost ndr_status_code {ndr_code}", str(ndr_code)))
-                reason = found.name if found else (reason_from_text(remark) or reason_from_text(ndr_text) or NdrReason.unknown).value
+                    problems.append(
+                        Problem(
+                            UNKNOWN_REASON, f"unknown ClickPost ndr_status_code {ndr_code}", str(ndr_code)
+                        )
+                    )
+                reason = (
+                    found.name
+                    if found
+                    else (reason_from_text(remark) or reason_from_text(ndr_text) or NdrReason.unknown).value
+                )
         events.append(
             CarrierEvent(
                 carrier=CODE,
@@ -205,7 +215,9 @@ def parse_webhook(req: WebhookRequest) -> tuple[list[CarrierEvent], list[Problem
 # --- NDR Action Update v2 -------------------------------------------------------------------------
 
 
-def action_body(inp: SendInstructionInput, cfg: CarrierSettings, today: datetime | None = None) -> dict[str, Any]:
+def action_body(
+    inp: SendInstructionInput, cfg: CarrierSettings, today: datetime | None = None
+) -> dict[str, Any]:
     """The v2 body. For REATTEMPT the docs make address, landmark, drop_pincode, phone_number and
     preferred_date mandatory, so unchanged values come from the shipment (inp.extra["address"],
     inp.extra["phone"], filled in by the activity from the store)."""
@@ -234,7 +246,9 @@ def action_body(inp: SendInstructionInput, cfg: CarrierSettings, today: datetime
     return body
 
 
-async def send_instruction(inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient) -> InstructionResult:
+async def send_instruction(
+    inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> InstructionResult:
     action = inp.instruction.action
     if action not in ACTIONS:
         return unsupported(CODE, action, "ClickPost's NDR API has REATTEMPT and INITIATE_RTO only")
@@ -242,7 +256,9 @@ async def send_instruction(inp: SendInstructionInput, cfg: CarrierSettings, http
         return unsupported(CODE, action, "no NDRFLOW_CLICKPOST_USERNAME / _API_KEY configured")
     body = action_body(inp, cfg)
     if not body["cp_id"] or not body["account_code"]:
-        return unsupported(CODE, action, "cp_id and account_code are needed (NDRFLOW_CLICKPOST_CP_ID / _ACCOUNT_CODE)")
+        return unsupported(
+            CODE, action, "cp_id and account_code are needed (NDRFLOW_CLICKPOST_CP_ID / _ACCOUNT_CODE)"
+        )
     url = f"{cfg.clickpost_base_url.rstrip('/')}{cfg.clickpost_ndr_path}"
     resp = await call(
         http,
@@ -262,7 +278,9 @@ async def send_instruction(inp: SendInstructionInput, cfg: CarrierSettings, http
         return InstructionResult(
             status="rejected",
             detail=f"ClickPost: {short(str(meta.get('message') or 'failed'))}",
-            http_status=int(meta.get("status") or resp.status_code) if str(meta.get("status") or "").isdigit() else resp.status_code,
+            http_status=int(meta.get("status") or resp.status_code)
+            if str(meta.get("status") or "").isdigit()
+            else resp.status_code,
         )
     result = data.get("result") if isinstance(data, dict) else None
     ref = result.get("cp_response") if isinstance(result, dict) else None
@@ -274,5 +292,7 @@ async def send_instruction(inp: SendInstructionInput, cfg: CarrierSettings, http
     )
 
 
-async def poll_tracking(tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient) -> list[CarrierEvent]:
+async def poll_tracking(
+    tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> list[CarrierEvent]:
     return []  # not implemented: ClickPost retries its pushes until we answer 200

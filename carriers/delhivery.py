@@ -232,7 +232,9 @@ def update_body(inp: SendInstructionInput) -> dict[str, Any]:
             data["phone"] = national_in(ins.phone)
         if ins.address:
             data["add"] = ", ".join(
-                str(ins.address[k]) for k in ("line1", "line2", "landmark", "city", "postal_code") if ins.address.get(k)
+                str(ins.address[k])
+                for k in ("line1", "line2", "landmark", "city", "postal_code")
+                if ins.address.get(k)
             )
         if inp.extra.get("name"):
             data["name"] = inp.extra["name"]
@@ -256,12 +258,20 @@ async def send_instruction(
     if action not in ACTS:
         return unsupported(CODE, action, UNSUPPORTED_WHY.get(action, "not in Delhivery's NDR API"))
     if action == NdrAction.reschedule and not inp.instruction.requested_date:
-        return InstructionResult(status="rejected", detail="reschedule needs requested_date (DEFER_DLV deferred_date)")
+        return InstructionResult(
+            status="rejected", detail="reschedule needs requested_date (DEFER_DLV deferred_date)"
+        )
     if not cfg.delhivery_api_token:
         return unsupported(CODE, action, "no NDRFLOW_DELHIVERY_API_TOKEN configured")
     url = f"{cfg.delhivery_base_url.rstrip('/')}/api/p/update"
     resp = await call(
-        http, "POST", url, carrier=CODE, timeout=cfg.carrier_http_timeout_s, json=update_body(inp), headers=_headers(cfg)
+        http,
+        "POST",
+        url,
+        carrier=CODE,
+        timeout=cfg.carrier_http_timeout_s,
+        json=update_body(inp),
+        headers=_headers(cfg),
     )
     if resp.status_code >= 400:
         return rejected(resp, CODE)
@@ -270,14 +280,22 @@ async def send_instruction(
     if not upl:
         # 2xx without a request id: Delhivery refused the batch synchronously (or changed shape).
         if isinstance(data, dict) and data.get("status") in (False, "false", "Failure", "failure"):
-            return InstructionResult(status="rejected", detail=f"Delhivery: {short(resp.text)}", http_status=resp.status_code)
-        return InstructionResult(status="accepted", detail=f"Delhivery answered {resp.status_code} without a UPL id", http_status=resp.status_code)
+            return InstructionResult(
+                status="rejected", detail=f"Delhivery: {short(resp.text)}", http_status=resp.status_code
+            )
+        return InstructionResult(
+            status="accepted",
+            detail=f"Delhivery answered {resp.status_code} without a UPL id",
+            http_status=resp.status_code,
+        )
     if on_reference is not None:
         await on_reference(upl)
     return await follow_up(upl, inp, cfg, http)
 
 
-async def follow_up(upl: str, inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient) -> InstructionResult:
+async def follow_up(
+    upl: str, inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> InstructionResult:
     """GET /api/cmu/get_bulk_upl/{UPL}?verbose=true until our waybill is accepted or rejected.
 
     Bounded: after `delhivery_upl_poll_attempts` polls still pending raises CarrierUnavailable, so
@@ -296,12 +314,18 @@ async def follow_up(upl: str, inp: SendInstructionInput, cfg: CarrierSettings, h
             headers=_headers(cfg),
         )
         if resp.status_code >= 400:
-            return rejected(resp, CODE, f"Delhivery status for {upl} answered {resp.status_code}: {short(resp.text)}")
+            return rejected(
+                resp, CODE, f"Delhivery status for {upl} answered {resp.status_code}: {short(resp.text)}"
+            )
         outcome, detail = upl_outcome(response_json(resp), inp.tracking_number)
         if outcome == "accepted":
-            return InstructionResult(status="accepted", carrier_reference=upl, detail=detail, http_status=resp.status_code)
+            return InstructionResult(
+                status="accepted", carrier_reference=upl, detail=detail, http_status=resp.status_code
+            )
         if outcome == "rejected":
-            return InstructionResult(status="rejected", carrier_reference=upl, detail=detail, http_status=resp.status_code)
+            return InstructionResult(
+                status="rejected", carrier_reference=upl, detail=detail, http_status=resp.status_code
+            )
         if n + 1 < attempts:
             await asyncio.sleep(cfg.delhivery_upl_poll_interval_s)
     raise CarrierUnavailable(f"Delhivery UPL {upl} still pending after {attempts} checks")
@@ -359,7 +383,9 @@ def upl_outcome(data: Any, waybill: str) -> tuple[str, str]:
 # --- tracking pull ------------------------------------------------------------------------------
 
 
-async def poll_tracking(tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient) -> list[CarrierEvent]:
+async def poll_tracking(
+    tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> list[CarrierEvent]:
     """GET /api/v1/packages/json/?waybill=... : every scan of the package, mapped like pushes."""
     if not cfg.delhivery_api_token:
         return []
@@ -389,7 +415,9 @@ def parse_tracking_response(data: Any) -> tuple[list[CarrierEvent], list[Problem
     events: list[CarrierEvent] = []
     problems: list[Problem] = []
     for i, row in enumerate(rows):
-        shipment = require_obj(require_obj(row, f"ShipmentData[{i}]").get("Shipment"), f"ShipmentData[{i}].Shipment")
+        shipment = require_obj(
+            require_obj(row, f"ShipmentData[{i}]").get("Shipment"), f"ShipmentData[{i}].Shipment"
+        )
         awb = require_str(shipment, "AWB", f"ShipmentData[{i}].Shipment")
         scans = shipment.get("Scans") or []
         for j, scan in enumerate(scans if isinstance(scans, list) else []):

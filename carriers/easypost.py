@@ -127,14 +127,23 @@ def parse_webhook(req: WebhookRequest) -> tuple[list[CarrierEvent], list[Problem
     event_id = require_str(event, "id", "body")
     description = require_str(event, "description", "body")
     if description not in TRACKER_EVENTS:
-        return [], [Problem("ignored_event", f"EasyPost event {description!r} is not a tracker event", description)]
+        return [], [
+            Problem("ignored_event", f"EasyPost event {description!r} is not a tracker event", description)
+        ]
     tracker = require_obj(event.get("result"), "body.result")
     tracking_code = require_str(tracker, "tracking_code", "body.result")
     status = require_str(tracker, "status", "body.result")
     detail = opt_str(tracker, "status_detail")
     details = tracker.get("tracking_details") if isinstance(tracker.get("tracking_details"), list) else []
-    latest: dict[str, Any] = next((d for d in reversed(details) if isinstance(d, dict) and d.get("datetime")), {})
-    when = latest.get("datetime") or tracker.get("updated_at") or event.get("updated_at") or event.get("created_at")
+    latest: dict[str, Any] = next(
+        (d for d in reversed(details) if isinstance(d, dict) and d.get("datetime")), {}
+    )
+    when = (
+        latest.get("datetime")
+        or tracker.get("updated_at")
+        or event.get("updated_at")
+        or event.get("created_at")
+    )
     occurred = to_utc(when, local=UTC, where="body.result.tracking_details[-1].datetime")
     problems: list[Problem] = []
     member = TrackingStatus.find(status)
@@ -152,7 +161,9 @@ def parse_webhook(req: WebhookRequest) -> tuple[list[CarrierEvent], list[Problem
     if milestone is Milestone.delivery_failed:
         found = IncidentReason.find(detail) if detail else None
         if detail and found is None:
-            problems.append(Problem(UNKNOWN_REASON, f"unmapped EasyPost status_detail {detail!r} on a failure", detail))
+            problems.append(
+                Problem(UNKNOWN_REASON, f"unmapped EasyPost status_detail {detail!r} on a failure", detail)
+            )
         if found is not None and found is not IncidentReason.unknown:
             reason = found.name
             if found is IncidentReason.customer_unavailable:
@@ -177,9 +188,15 @@ def parse_webhook(req: WebhookRequest) -> tuple[list[CarrierEvent], list[Problem
     ], problems
 
 
-async def send_instruction(inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient) -> InstructionResult:
-    return unsupported(CODE, inp.instruction.action, "EasyPost is tracking only (no NDR API); use the email fallback")
+async def send_instruction(
+    inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> InstructionResult:
+    return unsupported(
+        CODE, inp.instruction.action, "EasyPost is tracking only (no NDR API); use the email fallback"
+    )
 
 
-async def poll_tracking(tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient) -> list[CarrierEvent]:
+async def poll_tracking(
+    tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> list[CarrierEvent]:
     return []

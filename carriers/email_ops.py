@@ -42,7 +42,9 @@ def render_report(
     ins = inp.instruction
     carrier = carrier_name or inp.carrier
     action = ACTION_WORDS.get(ins.action, ins.action.upper())
-    subject = f"NDR instruction: {action.split(' (')[0]} - AWB {inp.tracking_number} (ref {inp.idempotency_key})"
+    subject = (
+        f"NDR instruction: {action.split(' (')[0]} - AWB {inp.tracking_number} (ref {inp.idempotency_key})"
+    )
     lines = [
         f"NDR instruction for {carrier}",
         "",
@@ -93,11 +95,18 @@ async def send_instruction(
     "unsupported" when no operations address or no email sender is configured."""
     to = cfg.ops_email(inp.carrier)
     if not to:
-        return InstructionResult(status="unsupported", detail=f"no operations email configured for {inp.carrier} (NDRFLOW_CARRIER_OPS_EMAIL)")
+        return InstructionResult(
+            status="unsupported",
+            detail=f"no operations email configured for {inp.carrier} (NDRFLOW_CARRIER_OPS_EMAIL)",
+        )
     if send_email is None:
         return InstructionResult(status="unsupported", detail="no email sender configured")
     subject, text = render_report(inp, why=why)
     outcome = send_email(to, subject, text)
     if inspect.isawaitable(outcome):
         await outcome
-    return InstructionResult(status="emailed", carrier_reference=f"email:{to}", detail=f"report emailed to {inp.carrier} operations")
+    return InstructionResult(
+        status="emailed",
+        carrier_reference=f"email:{to}",
+        detail=f"report emailed to {inp.carrier} operations",
+    )

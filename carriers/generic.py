@@ -162,7 +162,9 @@ def parse_events(doc: Any) -> tuple[list[CarrierEvent], list[Problem]]:
             raw_reason = opt_str(item, "ndr_reason")
             found = IncidentReason.find(raw_reason) if raw_reason else None
             if raw_reason and found is None:
-                problems.append(Problem(UNKNOWN_REASON, f"{where}: unknown ndr_reason {raw_reason!r}", raw_reason))
+                problems.append(
+                    Problem(UNKNOWN_REASON, f"{where}: unknown ndr_reason {raw_reason!r}", raw_reason)
+                )
             if found is not None:
                 reason = found.name
             else:
@@ -202,7 +204,9 @@ def instruction_body(inp: SendInstructionInput) -> dict[str, Any]:
     }
 
 
-async def send_instruction(inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient) -> InstructionResult:
+async def send_instruction(
+    inp: SendInstructionInput, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> InstructionResult:
     if inp.instruction.action not in supported_actions:
         return unsupported(CODE, inp.instruction.action, "not a canonical action")
     url = cfg.generic_instruction_target
@@ -240,7 +244,9 @@ async def send_instruction(inp: SendInstructionInput, cfg: CarrierSettings, http
     )
 
 
-async def poll_tracking(tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient) -> list[CarrierEvent]:
+async def poll_tracking(
+    tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> list[CarrierEvent]:
     if not cfg.generic_base_url:
         return []
     url = f"{cfg.generic_base_url.rstrip('/')}/tracking/{quote(tracking_number, safe='')}"

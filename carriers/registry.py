@@ -11,7 +11,9 @@ from types import ModuleType
 
 from carriers import aftership, clickpost, delhivery, easypost, generic, shiprocket
 
-ADAPTERS: dict[str, ModuleType] = {m.CODE: m for m in (generic, delhivery, shiprocket, clickpost, easypost, aftership)}
+ADAPTERS: dict[str, ModuleType] = {
+    m.CODE: m for m in (generic, delhivery, shiprocket, clickpost, easypost, aftership)
+}
 
 
 def get_adapter(code: str) -> ModuleType:

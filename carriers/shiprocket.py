@@ -298,10 +298,14 @@ async def send_instruction(
             tokens.forget(cfg)
         return rejected(resp, CODE)
     # Observed success is 202 {"status": "Data Updated Sucessfully"}; any 2xx is accepted.
-    return InstructionResult(status="accepted", detail=f"Shiprocket answered {resp.status_code}", http_status=resp.status_code)
+    return InstructionResult(
+        status="accepted", detail=f"Shiprocket answered {resp.status_code}", http_status=resp.status_code
+    )
 
 
-async def _post(http: httpx.AsyncClient, url: str, body: dict[str, Any], token: str, cfg: CarrierSettings) -> httpx.Response:
+async def _post(
+    http: httpx.AsyncClient, url: str, body: dict[str, Any], token: str, cfg: CarrierSettings
+) -> httpx.Response:
     return await call(
         http,
         "POST",
@@ -313,5 +317,7 @@ async def _post(http: httpx.AsyncClient, url: str, body: dict[str, Any], token: 
     )
 
 
-async def poll_tracking(tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient) -> list[CarrierEvent]:
+async def poll_tracking(
+    tracking_number: str, cfg: CarrierSettings, http: httpx.AsyncClient
+) -> list[CarrierEvent]:
     return []  # not implemented: Shiprocket pushes reliably enough; Delhivery and generic poll

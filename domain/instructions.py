@@ -51,3 +51,12 @@ class PollTrackingInput:
     shipment_id: str
     carrier: str
     tracking_number: str
+
+
+@dataclass
+class EmailCarrierOpsInput:
+    """Email the instruction report to the carrier's operations desk (fallback after a rejection,
+    an unsupported action, or a carrier that stayed down). Sent once per instruction key."""
+
+    instruction: SendInstructionInput
+    why: str = ""

@@ -79,7 +79,9 @@ def request_summary(inp: SendInstructionInput) -> dict[str, Any]:
 
 
 def get_instruction(session: Session, *, idempotency_key: str) -> CarrierInstruction | None:
-    return session.exec(select(CarrierInstruction).where(CarrierInstruction.idempotency_key == idempotency_key)).first()
+    return session.exec(
+        select(CarrierInstruction).where(CarrierInstruction.idempotency_key == idempotency_key)
+    ).first()
 
 
 def begin_instruction(session: Session, *, inp: SendInstructionInput) -> CarrierInstruction:
@@ -122,7 +124,9 @@ def set_instruction_reference(session: Session, *, idempotency_key: str, carrier
     session.commit()
 
 
-def finish_instruction(session: Session, *, idempotency_key: str, result: InstructionResult) -> CarrierInstruction:
+def finish_instruction(
+    session: Session, *, idempotency_key: str, result: InstructionResult
+) -> CarrierInstruction:
     now = utcnow()
     values: dict[str, Any] = {
         "status": result.status,
@@ -134,7 +138,11 @@ def finish_instruction(session: Session, *, idempotency_key: str, result: Instru
         values["carrier_reference"] = result.carrier_reference[:200]
     if result.status in ACKNOWLEDGED:
         values["acknowledged_at"] = now
-    session.execute(update(CarrierInstruction).where(CarrierInstruction.idempotency_key == idempotency_key).values(**values))
+    session.execute(
+        update(CarrierInstruction)
+        .where(CarrierInstruction.idempotency_key == idempotency_key)
+        .values(**values)
+    )
     session.commit()
     row = get_instruction(session, idempotency_key=idempotency_key)
     assert row is not None
@@ -143,7 +151,11 @@ def finish_instruction(session: Session, *, idempotency_key: str, result: Instru
 
 
 def instructions_for(session: Session, *, shipment_id: str) -> list[CarrierInstruction]:
-    stmt = select(CarrierInstruction).where(CarrierInstruction.shipment_id == shipment_id).order_by(CarrierInstruction.id)
+    stmt = (
+        select(CarrierInstruction)
+        .where(CarrierInstruction.shipment_id == shipment_id)
+        .order_by(CarrierInstruction.id)
+    )
     return list(session.exec(stmt).all())
 
 
@@ -172,7 +184,9 @@ def record_unknown_code(session: Session, carrier: str, code: str) -> None:
     # Other databases: insert, and on the unique-constraint violation count instead.
     try:
         with session.begin_nested():
-            session.add(UnknownCarrierCode(carrier=carrier, code=code, count=1, first_seen=now, last_seen=now))
+            session.add(
+                UnknownCarrierCode(carrier=carrier, code=code, count=1, first_seen=now, last_seen=now)
+            )
     except IntegrityError:
         session.execute(
             update(UnknownCarrierCode)
