@@ -256,14 +256,14 @@ _REASON_PHRASES: tuple[tuple[NdrReason, tuple[str, ...]], ...] = (
         NdrReason.premises_closed,
         ("office closed", "shop closed", "premises closed", "door locked", "holiday", "closed"),
     ),
-    (
-        NdrReason.address_issue,
-        ("address", "not locatable", "location not found", "landmark", "customer moved", "shifted"),
-    ),
     (NdrReason.not_attempted, ("not attempted", "no attempt", "could not attempt", "unattempted")),
     (
         NdrReason.customer_unavailable,
         ("not available", "unavailable", "not home", "not at home", "out of station", "nobody"),
+    ),
+    (
+        NdrReason.address_issue,
+        ("address", "not locatable", "location not found", "landmark", "customer moved", "shifted"),
     ),
 )
 

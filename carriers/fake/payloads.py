@@ -137,7 +137,9 @@ def delhivery_shipment(scan: Scan) -> dict[str, Any]:
     status_type, status = _pick(DELHIVERY_STATUS, scan.milestone, "delhivery", "status")
     nsl = None
     if scan.milestone == "delivery_failed":
-        nsl = _pick(DELHIVERY_NSL, scan.ndr_reason or "customer_unavailable", "delhivery", "NSL")
+        # Reasons without a known NSL go out as EOD-15 (re-attempt eligible, meaning unpublished)
+        # and are told by the Instructions text, as Delhivery's own agents do.
+        nsl = DELHIVERY_NSL.get(scan.ndr_reason or "customer_unavailable", "EOD-15")
     elif scan.milestone == "pickup_failed":
         nsl = "X-PNP"
     return {
@@ -287,10 +289,12 @@ def build_clickpost(scan: Scan, latest: Scan | None = None, cp_id: int = 4) -> d
     body: dict[str, Any] = {"waybill": scan.tracking_number, "cp_id": cp_id, **clickpost_scan(scan)}
     additional: dict[str, Any] = {"latest_status": clickpost_scan(latest or scan), "notification_event_id": 3}
     failed = latest or scan
-    if failed.milestone == "delivery_failed":
-        ndr_code, ndr_text = _pick(
-            CLICKPOST_NDR, failed.ndr_reason or "customer_unavailable", "clickpost", "NDR"
-        )
+    if (
+        failed.milestone == "delivery_failed"
+        and (failed.ndr_reason or "customer_unavailable") in CLICKPOST_NDR
+    ):
+        # Reasons ClickPost has no code for travel only in the remark text.
+        ndr_code, ndr_text = CLICKPOST_NDR[failed.ndr_reason or "customer_unavailable"]
         additional["ndr_status_code"] = ndr_code
         additional["ndr_status_description"] = ndr_text
     body["additional"] = additional

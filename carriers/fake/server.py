@@ -123,10 +123,15 @@ def _json_or_none(raw: bytes) -> Any:
 
 
 def create_app(
-    *, generic_secret: str = "", upl_pending_polls: int = 1, allow_remote_emit: bool = False
+    *,
+    generic_secret: str = "",
+    upl_pending_polls: int = 1,
+    allow_remote_emit: bool = False,
+    emit_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """`generic_secret`: when set, generic instructions with a bad signature get 401.
-    `upl_pending_polls`: how many get_bulk_upl checks answer "pending" before the result."""
+    `upl_pending_polls`: how many get_bulk_upl checks answer "pending" before the result.
+    `emit_transport`: tests can catch what `/_emit` posts without a second server."""
     app = FastAPI(title="ndrflow fake carrier", docs_url="/_docs", openapi_url="/_openapi.json")
     state = FakeState()
     app.state.fake = state
@@ -463,7 +468,8 @@ def create_app(
         headers.update({str(k): str(v) for k, v in (body.get("headers") or {}).items()})
         started = time.perf_counter()
         try:
-            async with httpx.AsyncClient(timeout=float(body.get("timeout_s", 10))) as client:
+            timeout = float(body.get("timeout_s", 10))
+            async with httpx.AsyncClient(timeout=timeout, transport=emit_transport) as client:
                 resp = await client.post(target, content=raw, headers=headers)
         except httpx.HTTPError as exc:
             return JSONResponse(

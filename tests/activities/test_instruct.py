@@ -49,18 +49,33 @@ def fresh_shiprocket_tokens(monkeypatch):
 
 
 def upl(status: str) -> httpx.Response:
-    rows = [] if status == "Pending" else [{"waybill": "AWB123", "status": status, "remarks": f"{status} remark"}]
+    rows = (
+        []
+        if status == "Pending"
+        else [{"waybill": "AWB123", "status": status, "remarks": f"{status} remark"}]
+    )
     return httpx.Response(200, json={"request_id": "UPL7", "status": status, "results": rows})
 
 
 async def test_acknowledged_instruction_is_never_sent_twice(engine):
-    carrier = Carrier({("POST", "/api/p/update"): [httpx.Response(200, json={"request_id": "UPL7"})], ("GET", "/api/cmu/get_bulk_upl/UPL7"): [upl("Success")]})
+    carrier = Carrier(
+        {
+            ("POST", "/api/p/update"): [httpx.Response(200, json={"request_id": "UPL7"})],
+            ("GET", "/api/cmu/get_bulk_upl/UPL7"): [upl("Success")],
+        }
+    )
     acts = InstructActivities(engine, settings(), carrier.factory())
     inp = instruction_input("delhivery")
     env = ActivityEnvironment()
     first = await env.run(acts.send_carrier_instruction, inp)
     second = await env.run(acts.send_carrier_instruction, inp)
-    assert first == second == InstructionResult(status="accepted", carrier_reference="UPL7", detail="Success remark", http_status=200)
+    assert (
+        first
+        == second
+        == InstructionResult(
+            status="accepted", carrier_reference="UPL7", detail="Success remark", http_status=200
+        )
+    )
     assert carrier.calls("POST", "/api/p/update") == 1
     with Session(engine) as s:
         row = store.get_instruction(s, idempotency_key=inp.idempotency_key)
@@ -69,7 +84,14 @@ async def test_acknowledged_instruction_is_never_sent_twice(engine):
 
 
 async def test_5xx_raises_retryable_then_the_retry_succeeds(engine):
-    carrier = Carrier({("POST", "/v1/external/ndr/AWB123/action"): [httpx.Response(503, text="upstream down"), httpx.Response(202)]})
+    carrier = Carrier(
+        {
+            ("POST", "/v1/external/ndr/AWB123/action"): [
+                httpx.Response(503, text="upstream down"),
+                httpx.Response(202),
+            ]
+        }
+    )
     acts = InstructActivities(engine, settings(), carrier.factory())
     inp = instruction_input("shiprocket")
     with pytest.raises(ApplicationError) as err:
@@ -88,18 +110,29 @@ async def test_5xx_raises_retryable_then_the_retry_succeeds(engine):
 
 async def test_timeout_is_retryable(engine):
     carrier = Carrier({("POST", "/generic/x"): [httpx.ReadTimeout("no answer")]})
-    acts = InstructActivities(engine, settings(generic_instruction_url="https://c.example/generic/x"), carrier.factory())
+    acts = InstructActivities(
+        engine, settings(generic_instruction_url="https://c.example/generic/x"), carrier.factory()
+    )
     with pytest.raises(ApplicationError) as err:
         await ActivityEnvironment().run(acts.send_carrier_instruction, instruction_input("generic"))
     assert err.value.type == "CarrierUnavailable" and "timed out" in str(err.value)
 
 
 async def test_4xx_is_recorded_as_a_rejection_and_not_sent_again(engine):
-    carrier = Carrier({("POST", "/v1/external/ndr/AWB123/action"): [httpx.Response(422, json={"message": "AWB not in NDR state"})]})
+    carrier = Carrier(
+        {
+            ("POST", "/v1/external/ndr/AWB123/action"): [
+                httpx.Response(422, json={"message": "AWB not in NDR state"})
+            ]
+        }
+    )
     acts = InstructActivities(engine, settings(), carrier.factory())
     inp = instruction_input("shiprocket", "rto")
     result = await ActivityEnvironment().run(acts.send_carrier_instruction, inp)
-    assert (result.status, result.http_status) == ("rejected", 422) and "AWB not in NDR state" in result.detail
+    assert (result.status, result.http_status) == (
+        "rejected",
+        422,
+    ) and "AWB not in NDR state" in result.detail
     again = await ActivityEnvironment().run(acts.send_carrier_instruction, inp)
     assert again == result
     assert carrier.calls("POST", "/v1/external/ndr/AWB123/action") == 1
@@ -111,7 +144,12 @@ async def test_delhivery_retry_follows_the_stored_upload_instead_of_resubmitting
     carrier = Carrier(
         {
             ("POST", "/api/p/update"): [httpx.Response(200, json={"request_id": "UPL7"})],
-            ("GET", "/api/cmu/get_bulk_upl/UPL7"): [upl("Pending"), upl("Pending"), upl("Pending"), upl("Success")],
+            ("GET", "/api/cmu/get_bulk_upl/UPL7"): [
+                upl("Pending"),
+                upl("Pending"),
+                upl("Pending"),
+                upl("Success"),
+            ],
         }
     )
     acts = InstructActivities(engine, settings(delhivery_upl_poll_attempts=3), carrier.factory())
@@ -130,7 +168,9 @@ async def test_delhivery_retry_follows_the_stored_upload_instead_of_resubmitting
 async def test_unsupported_action_is_recorded_without_calling(engine):
     carrier = Carrier({})
     acts = InstructActivities(engine, settings(), carrier.factory())
-    result = await ActivityEnvironment().run(acts.send_carrier_instruction, instruction_input("delhivery", "rto"))
+    result = await ActivityEnvironment().run(
+        acts.send_carrier_instruction, instruction_input("delhivery", "rto")
+    )
     assert result.status == "unsupported" and carrier.requests == []
     with Session(engine) as s:
         assert store.get_instruction(s, idempotency_key="shp_01:ndr1:1").status == "unsupported"
@@ -150,7 +190,13 @@ async def test_clickpost_gets_the_unchanged_address_and_phone_from_the_store(eng
             )
         )
         s.commit()
-    carrier = Carrier({("POST", "/api/v2/ndr/update/"): [httpx.Response(200, json={"meta": {"success": True, "message": "SUCCESS", "status": 200}})]})
+    carrier = Carrier(
+        {
+            ("POST", "/api/v2/ndr/update/"): [
+                httpx.Response(200, json={"meta": {"success": True, "message": "SUCCESS", "status": 200}})
+            ]
+        }
+    )
     acts = InstructActivities(engine, settings(), carrier.factory())
     inp = instruction_input("clickpost", "reschedule", requested_date="2026-12-02")
     assert inp.extra == {}  # the workflow input carries no contact details
@@ -179,7 +225,10 @@ async def test_email_fallback_is_sent_once(engine):
         sent.append((to, subject, text))
 
     acts = InstructActivities(engine, settings(), Carrier({}).factory(), send_email=send_email)
-    inp = EmailCarrierOpsInput(instruction=instruction_input("easypost", "reschedule", requested_date="2026-12-01"), why="EasyPost has no NDR API")
+    inp = EmailCarrierOpsInput(
+        instruction=instruction_input("easypost", "reschedule", requested_date="2026-12-01"),
+        why="EasyPost has no NDR API",
+    )
     first = await ActivityEnvironment().run(acts.email_carrier_ops, inp)
     second = await ActivityEnvironment().run(acts.email_carrier_ops, inp)
     assert first.status == second.status == "emailed"

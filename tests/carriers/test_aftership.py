@@ -16,15 +16,40 @@ from domain.taxonomy import Milestone, NdrReason
 from tests.carriers.conftest import Script, fixture_bytes, instruction_input, ok, request
 
 
-def webhook(tag: str, subtag: str | None, message: str = "", checkpoint_time: str | None = "2026-11-28T19:40:12+05:30", ts: int = 1795875012) -> bytes:
-    checkpoints = [] if checkpoint_time is None else [{"checkpoint_time": checkpoint_time, "tag": tag, "subtag": subtag, "message": message, "location": "Bengaluru"}]
+def webhook(
+    tag: str,
+    subtag: str | None,
+    message: str = "",
+    checkpoint_time: str | None = "2026-11-28T19:40:12+05:30",
+    ts: int = 1795875012,
+) -> bytes:
+    checkpoints = (
+        []
+        if checkpoint_time is None
+        else [
+            {
+                "checkpoint_time": checkpoint_time,
+                "tag": tag,
+                "subtag": subtag,
+                "message": message,
+                "location": "Bengaluru",
+            }
+        ]
+    )
     return json.dumps(
         {
             "event": "tracking_update",
             "event_id": "0b6c3f9e-5b1a-4c7e-9f1d-2a3b4c5d6e7f",
             "is_tracking_first_tag": False,
             "ts": ts,
-            "msg": {"tracking_number": "1490812345678", "slug": "delhivery", "tag": tag, "subtag": subtag, "subtag_message": message, "checkpoints": checkpoints},
+            "msg": {
+                "tracking_number": "1490812345678",
+                "slug": "delhivery",
+                "tag": tag,
+                "subtag": subtag,
+                "subtag_message": message,
+                "checkpoints": checkpoints,
+            },
         }
     ).encode()
 
@@ -81,7 +106,11 @@ def test_reference_ndr_reasons(tag, subtag, reason):
 
 @pytest.mark.parametrize(
     "message, reason",
-    [("Consignee not reachable", "customer_unreachable"), ("OTP not shared by customer", "verification_failed"), ("?", "unknown")],
+    [
+        ("Consignee not reachable", "customer_unreachable"),
+        ("OTP not shared by customer", "verification_failed"),
+        ("?", "unknown"),
+    ],
 )
 def test_generic_attempt_failure_takes_its_reason_from_the_checkpoint_text(message, reason):
     events, _ = aftership.parse_webhook(request(webhook("AttemptFail", "AttemptFail_001", message)))
@@ -119,7 +148,9 @@ def test_parse_fixture_whole():
 
 
 def test_naive_checkpoint_time_uses_the_webhook_ts_instead_of_guessing_a_zone():
-    events, _ = aftership.parse_webhook(request(webhook("Delivered", "Delivered_001", checkpoint_time="2026-11-28T19:40:12", ts=1795875012)))
+    events, _ = aftership.parse_webhook(
+        request(webhook("Delivered", "Delivered_001", checkpoint_time="2026-11-28T19:40:12", ts=1795875012))
+    )
     assert events[0].occurred_at == "2026-11-28T14:10:12.000000Z"  # from ts
 
 
@@ -135,7 +166,10 @@ def test_other_events_are_ignored():
         (b"nope", "not valid JSON"),
         (b'{"event": "tracking_update", "msg": {}}', "body.event_id"),
         (b'{"event": "tracking_update", "event_id": "e", "msg": {"tag": "Delivered"}}', "tracking_number"),
-        (b'{"event": "tracking_update", "event_id": "e", "msg": {"tracking_number": "1", "tag": "Delivered"}}', "body.ts"),
+        (
+            b'{"event": "tracking_update", "event_id": "e", "msg": {"tracking_number": "1", "tag": "Delivered"}}',
+            "body.ts",
+        ),
     ],
 )
 def test_malformed_body_names_the_problem(body, names):
@@ -150,7 +184,9 @@ def b64(body: bytes, secret: str) -> str:
 def test_signature_good_bad_missing_and_legacy_header():
     body = fixture_bytes("aftership", "attempt_fail.json")
     aftership.verify_webhook(request(body, {"aftership-hmac-sha256": b64(body, "as-secret")}), "as-secret")
-    aftership.verify_webhook(request(body, {"am-webhook-signature": "hmac-sha256=" + b64(body, "as-secret")}), "as-secret")
+    aftership.verify_webhook(
+        request(body, {"am-webhook-signature": "hmac-sha256=" + b64(body, "as-secret")}), "as-secret"
+    )
     for headers, why in (({}, "missing"), ({"aftership-hmac-sha256": b64(body, "nope")}, "does not match")):
         with pytest.raises(WebhookAuthError, match=why):
             aftership.verify_webhook(request(body, headers), "as-secret")

@@ -14,7 +14,12 @@ from domain.taxonomy import Milestone, NdrReason
 from tests.carriers.conftest import Script, fixture_bytes, instruction_input, ok, request, settings
 
 
-def push(code: int, ndr_code: int | None = None, latest: dict | None = None, when: str = "2026-11-28T19:40:12+05:30") -> bytes:
+def push(
+    code: int,
+    ndr_code: int | None = None,
+    latest: dict | None = None,
+    when: str = "2026-11-28T19:40:12+05:30",
+) -> bytes:
     additional: dict = {"notification_event_id": 3}
     if latest is not None:
         additional["latest_status"] = latest
@@ -106,7 +111,10 @@ def test_unknown_codes_are_unknown_and_reported():
     assert (events[0].milestone, events[0].raw_code) == ("unknown", "99")
     events, problems2 = clickpost.parse_webhook(request(push(9, ndr_code=42)))
     assert events[0].ndr_reason == "unknown"
-    assert [(p.code, p.raw_code) for p in problems + problems2] == [("unknown_status", "99"), ("unknown_reason", "42")]
+    assert [(p.code, p.raw_code) for p in problems + problems2] == [
+        ("unknown_status", "99"),
+        ("unknown_reason", "42"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -137,7 +145,15 @@ def test_webhook_key_header():
 # --- NDR Action Update v2 -------------------------------------------------------------------------
 
 SUCCESS = {"meta": {"success": True, "message": "SUCCESS", "status": 200}}
-SHIPMENT = {"address": {"line1": "12 MG Road", "city": "Bengaluru", "postal_code": "560001", "landmark": "near Metro"}, "phone": "+919876543210"}
+SHIPMENT = {
+    "address": {
+        "line1": "12 MG Road",
+        "city": "Bengaluru",
+        "postal_code": "560001",
+        "landmark": "near Metro",
+    },
+    "phone": "+919876543210",
+}
 
 
 async def test_reattempt_body_query_auth_and_mandatory_fields(cfg):
@@ -147,7 +163,11 @@ async def test_reattempt_body_query_auth_and_mandatory_fields(cfg):
         result = await clickpost.send_instruction(inp, cfg, http)
     assert result.status == "accepted"
     req = script.requests[0]
-    assert (req.method, req.url.host, req.url.path) == ("POST", "www.clickpost.example", "/api/v2/ndr/update/")
+    assert (req.method, req.url.host, req.url.path) == (
+        "POST",
+        "www.clickpost.example",
+        "/api/v2/ndr/update/",
+    )
     assert dict(req.url.params) == {"username": "acme", "key": "lic-key-123"}
     assert script.json() == {
         "action": "REATTEMPT",
@@ -165,14 +185,25 @@ async def test_reattempt_body_query_auth_and_mandatory_fields(cfg):
 def test_plain_reattempt_prefers_tomorrow_and_changes_override_the_shipment(cfg):
     inp = instruction_input("clickpost", "update_phone", phone="+919000000001", extra=SHIPMENT)
     body = clickpost.action_body(inp, cfg, today=datetime(2026, 11, 28, 22, 0, tzinfo=IST))
-    assert (body["phone_number"], body["preferred_date"], body["drop_pincode"]) == ("9000000001", "2026-11-29", "560001")
+    assert (body["phone_number"], body["preferred_date"], body["drop_pincode"]) == (
+        "9000000001",
+        "2026-11-29",
+        "560001",
+    )
 
 
 async def test_rto_is_initiate_rto(cfg):
     script = Script(ok(200, SUCCESS))
     async with script.client() as http:
-        await clickpost.send_instruction(instruction_input("clickpost", "rto", extra={"cp_id": 7, "account_code": "Ekart"}), cfg, http)
-    assert script.json() == {"action": "INITIATE_RTO", "waybill": "AWB123", "cp_id": 7, "account_code": "Ekart"}
+        await clickpost.send_instruction(
+            instruction_input("clickpost", "rto", extra={"cp_id": 7, "account_code": "Ekart"}), cfg, http
+        )
+    assert script.json() == {
+        "action": "INITIATE_RTO",
+        "waybill": "AWB123",
+        "cp_id": 7,
+        "account_code": "Ekart",
+    }
 
 
 async def test_meta_success_false_in_a_200_is_a_rejection(cfg):

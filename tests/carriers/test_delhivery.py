@@ -14,7 +14,13 @@ from domain.taxonomy import Milestone, NdrReason
 from tests.carriers.conftest import Script, fixture_bytes, instruction_input, ok, request, settings
 
 
-def push(status_type: str, status: str, nsl: str | None = None, when: str = "2026-11-28T19:40:12.000", text: str = "") -> bytes:
+def push(
+    status_type: str,
+    status: str,
+    nsl: str | None = None,
+    when: str = "2026-11-28T19:40:12.000",
+    text: str = "",
+) -> bytes:
     """A push with the documented fields (reference section 4)."""
     return json.dumps(
         {
@@ -100,7 +106,9 @@ def test_reference_ndr_reasons(nsl, reason):
 
 
 def test_unknown_nsl_falls_back_to_the_instructions_text_and_is_reported():
-    events, problems = delhivery.parse_webhook(request(push("UD", "Pending", "EOD-999", text="Office closed on Sunday")))
+    events, problems = delhivery.parse_webhook(
+        request(push("UD", "Pending", "EOD-999", text="Office closed on Sunday"))
+    )
     assert (events[0].milestone, events[0].ndr_reason) == ("delivery_failed", "premises_closed")
     assert [(p.code, p.raw_code) for p in problems] == [("unknown_reason", "EOD-999")]
 
@@ -160,8 +168,14 @@ def test_same_scan_twice_has_the_same_event_id_and_different_scans_differ():
         (b"nope", "not valid JSON"),
         (b'{"Shipment": "x"}', "body.Shipment must be a JSON object"),
         (b'{"Shipment": {"Status": {}}}', "AWB"),
-        (b'{"Shipment": {"AWB": "1", "Status": {"Status": "Pending", "StatusDateTime": "2026-11-28 10:00:00"}}}', "StatusType"),
-        (b'{"Shipment": {"AWB": "1", "Status": {"Status": "Pending", "StatusType": "UD", "StatusDateTime": "soon"}}}', "StatusDateTime"),
+        (
+            b'{"Shipment": {"AWB": "1", "Status": {"Status": "Pending", "StatusDateTime": "2026-11-28 10:00:00"}}}',
+            "StatusType",
+        ),
+        (
+            b'{"Shipment": {"AWB": "1", "Status": {"Status": "Pending", "StatusType": "UD", "StatusDateTime": "soon"}}}',
+            "StatusDateTime",
+        ),
     ],
 )
 def test_malformed_body_names_the_problem(body, names):
@@ -194,18 +208,29 @@ def test_header_name_is_configurable():
 def upl_answer(status: str, remarks: str = "") -> httpx.Response:
     if status == "Pending":
         return ok(200, {"request_id": "UPL123", "status": "Pending", "results": []})
-    return ok(200, {"request_id": "UPL123", "status": "Complete", "results": [{"waybill": "AWB123", "status": status, "remarks": remarks}]})
+    return ok(
+        200,
+        {
+            "request_id": "UPL123",
+            "status": "Complete",
+            "results": [{"waybill": "AWB123", "status": status, "remarks": remarks}],
+        },
+    )
 
 
 async def test_reattempt_submits_then_follows_the_upl_until_accepted(cfg):
-    script = Script(ok(200, {"status": True, "request_id": "UPL123"}), upl_answer("Pending"), upl_answer("Success"))
+    script = Script(
+        ok(200, {"status": True, "request_id": "UPL123"}), upl_answer("Pending"), upl_answer("Success")
+    )
     seen: list[str] = []
 
     async def remember(ref: str) -> None:
         seen.append(ref)
 
     async with script.client() as http:
-        result = await delhivery.send_instruction(instruction_input("delhivery"), cfg, http, on_reference=remember)
+        result = await delhivery.send_instruction(
+            instruction_input("delhivery"), cfg, http, on_reference=remember
+        )
     assert (result.status, result.carrier_reference) == ("accepted", "UPL123")
     assert seen == ["UPL123"]
     post, check1, check2 = script.requests
@@ -213,12 +238,18 @@ async def test_reattempt_submits_then_follows_the_upl_until_accepted(cfg):
     assert post.headers["Authorization"] == "Token dlv-token"
     assert json.loads(post.content) == {"data": [{"waybill": "AWB123", "act": "RE-ATTEMPT"}]}
     for check in (check1, check2):
-        assert (check.method, check.url.path, check.url.params["verbose"]) == ("GET", "/api/cmu/get_bulk_upl/UPL123", "true")
+        assert (check.method, check.url.path, check.url.params["verbose"]) == (
+            "GET",
+            "/api/cmu/get_bulk_upl/UPL123",
+            "true",
+        )
         assert check.headers["Authorization"] == "Token dlv-token"
 
 
 async def test_rejected_upload_is_a_rejection_with_delhiverys_remarks(cfg):
-    script = Script(ok(200, {"request_id": "UPL123"}), upl_answer("Failure", "NSL not eligible for RE-ATTEMPT"))
+    script = Script(
+        ok(200, {"request_id": "UPL123"}), upl_answer("Failure", "NSL not eligible for RE-ATTEMPT")
+    )
     async with script.client() as http:
         result = await delhivery.send_instruction(instruction_input("delhivery"), cfg, http)
     assert (result.status, result.carrier_reference) == ("rejected", "UPL123")
@@ -244,8 +275,12 @@ async def test_follow_up_never_resubmits(cfg):
 async def test_reschedule_is_defer_dlv_with_the_date(cfg):
     script = Script(ok(200, {"request_id": "UPL9"}), upl_answer("Success"))
     async with script.client() as http:
-        await delhivery.send_instruction(instruction_input("delhivery", "reschedule", requested_date="2026-12-01"), cfg, http)
-    assert script.json(0) == {"data": [{"waybill": "AWB123", "act": "DEFER_DLV", "action_data": {"deferred_date": "2026-12-01"}}]}
+        await delhivery.send_instruction(
+            instruction_input("delhivery", "reschedule", requested_date="2026-12-01"), cfg, http
+        )
+    assert script.json(0) == {
+        "data": [{"waybill": "AWB123", "act": "DEFER_DLV", "action_data": {"deferred_date": "2026-12-01"}}]
+    }
 
 
 async def test_phone_and_address_changes_are_edit_details(cfg):
@@ -254,7 +289,12 @@ async def test_phone_and_address_changes_are_edit_details(cfg):
         "delhivery",
         "update_address",
         phone="+919876543210",
-        address={"line1": "12 MG Road", "landmark": "near Metro", "city": "Bengaluru", "postal_code": "560001"},
+        address={
+            "line1": "12 MG Road",
+            "landmark": "near Metro",
+            "city": "Bengaluru",
+            "postal_code": "560001",
+        },
     )
     async with script.client() as http:
         await delhivery.send_instruction(inp, cfg, http)
@@ -289,7 +329,9 @@ async def test_submit_4xx_is_rejected(cfg):
 
 async def test_missing_token_is_unsupported():
     async with Script(ok()).client() as http:
-        result = await delhivery.send_instruction(instruction_input("delhivery"), settings(delhivery_api_token=""), http)
+        result = await delhivery.send_instruction(
+            instruction_input("delhivery"), settings(delhivery_api_token=""), http
+        )
     assert result.status == "unsupported"
 
 

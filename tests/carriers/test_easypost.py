@@ -15,7 +15,9 @@ from domain.taxonomy import Milestone, NdrReason
 from tests.carriers.conftest import Script, fixture_bytes, instruction_input, ok, request
 
 
-def event(status: str, detail: str | None = None, message: str = "", description: str = "tracker.updated") -> bytes:
+def event(
+    status: str, detail: str | None = None, message: str = "", description: str = "tracker.updated"
+) -> bytes:
     return json.dumps(
         {
             "id": "evt_1",
@@ -26,14 +28,25 @@ def event(status: str, detail: str | None = None, message: str = "", description
                 "tracking_code": "EZ1000000001",
                 "status": status,
                 "status_detail": detail,
-                "tracking_details": [{"status": status, "status_detail": detail, "message": message, "datetime": "2026-11-28T14:10:00Z"}],
+                "tracking_details": [
+                    {
+                        "status": status,
+                        "status_detail": detail,
+                        "message": message,
+                        "datetime": "2026-11-28T14:10:00Z",
+                    }
+                ],
             },
         }
     ).encode()
 
 
 def test_every_code_in_the_table_maps_to_its_member():
-    for table, vocabulary in ((easypost.TrackingStatus, Milestone), (easypost.DetailStatus, Milestone), (easypost.IncidentReason, NdrReason)):
+    for table, vocabulary in (
+        (easypost.TrackingStatus, Milestone),
+        (easypost.DetailStatus, Milestone),
+        (easypost.IncidentReason, NdrReason),
+    ):
         for member in table:
             vocabulary(member.name)
             for code in member.value:
@@ -83,7 +96,9 @@ def test_reference_ndr_reasons(detail, reason):
 
 
 def test_a_precise_carrier_message_refines_a_generic_exception():
-    events, _ = easypost.parse_webhook(request(event("failure", "delivery_exception", "Business closed - delivery attempted")))
+    events, _ = easypost.parse_webhook(
+        request(event("failure", "delivery_exception", "Business closed - delivery attempted"))
+    )
     assert events[0].ndr_reason == "premises_closed"
 
 
@@ -122,7 +137,10 @@ def test_other_event_types_are_acknowledged_without_events():
         (b"{", "not valid JSON"),
         (b'{"description": "tracker.updated"}', "body.id"),
         (b'{"id": "evt_1", "description": "tracker.updated"}', "body.result must be a JSON object"),
-        (b'{"id": "evt_1", "description": "tracker.updated", "result": {"status": "delivered"}}', "tracking_code"),
+        (
+            b'{"id": "evt_1", "description": "tracker.updated", "result": {"status": "delivered"}}',
+            "tracking_code",
+        ),
     ],
 )
 def test_malformed_body_names_the_problem(body, names):
@@ -159,4 +177,6 @@ async def test_tracking_only_every_action_is_unsupported(cfg):
     script = Script(ok())
     async with script.client() as http:
         result = await easypost.send_instruction(instruction_input("easypost", "reattempt"), cfg, http)
-    assert result.status == "unsupported" and script.requests == [] and easypost.supported_actions == frozenset()
+    assert (
+        result.status == "unsupported" and script.requests == [] and easypost.supported_actions == frozenset()
+    )

@@ -73,7 +73,9 @@ def test_parse_fixture_whole():
 
 
 def test_event_id_hash_is_stable_for_the_same_scan():
-    body = json.dumps({"events": [{"tracking_number": "T1", "status": "in_transit", "occurred_at": "2026-11-28T10:00:00Z"}]}).encode()
+    body = json.dumps(
+        {"events": [{"tracking_number": "T1", "status": "in_transit", "occurred_at": "2026-11-28T10:00:00Z"}]}
+    ).encode()
     first, _ = generic.parse_webhook(request(body))
     again, _ = generic.parse_webhook(request(body))
     assert first[0].event_id == again[0].event_id
@@ -81,7 +83,16 @@ def test_event_id_hash_is_stable_for_the_same_scan():
 
 def test_unknown_reason_is_reported_and_kept_unknown():
     body = json.dumps(
-        {"events": [{"tracking_number": "T1", "status": "delivery_failed", "ndr_reason": "alien_abduction", "occurred_at": "2026-11-28T10:00:00Z"}]}
+        {
+            "events": [
+                {
+                    "tracking_number": "T1",
+                    "status": "delivery_failed",
+                    "ndr_reason": "alien_abduction",
+                    "occurred_at": "2026-11-28T10:00:00Z",
+                }
+            ]
+        }
     ).encode()
     events, problems = generic.parse_webhook(request(body))
     assert events[0].milestone == "delivery_failed" and events[0].ndr_reason == "unknown"
@@ -95,9 +106,18 @@ def test_unknown_reason_is_reported_and_kept_unknown():
         (b"\xff\xfe", "not UTF-8"),
         (b"[]", "body must be a JSON object"),
         (b'{"events": []}', "events must be a non-empty list"),
-        (b'{"events": [{"status": "delivered", "occurred_at": "2026-11-28T10:00:00Z"}]}', "events[0].tracking_number"),
-        (b'{"events": [{"tracking_number": "T", "occurred_at": "2026-11-28T10:00:00Z"}]}', "events[0].status"),
-        (b'{"events": [{"tracking_number": "T", "status": "delivered", "occurred_at": "yesterday"}]}', "events[0].occurred_at"),
+        (
+            b'{"events": [{"status": "delivered", "occurred_at": "2026-11-28T10:00:00Z"}]}',
+            "events[0].tracking_number",
+        ),
+        (
+            b'{"events": [{"tracking_number": "T", "occurred_at": "2026-11-28T10:00:00Z"}]}',
+            "events[0].status",
+        ),
+        (
+            b'{"events": [{"tracking_number": "T", "status": "delivered", "occurred_at": "yesterday"}]}',
+            "events[0].occurred_at",
+        ),
     ],
 )
 def test_malformed_body_names_the_problem(body, names):
@@ -177,7 +197,8 @@ async def test_retries_send_identical_bytes(cfg):
 
 
 @pytest.mark.parametrize(
-    "reply", [httpx.Response(503), httpx.Response(429), httpx.ReadTimeout("slow"), httpx.ConnectError("refused")]
+    "reply",
+    [httpx.Response(503), httpx.Response(429), httpx.ReadTimeout("slow"), httpx.ConnectError("refused")],
 )
 async def test_5xx_429_and_timeouts_are_retryable(cfg, reply):
     async with Script(reply).client() as http:

@@ -14,7 +14,9 @@ from domain.taxonomy import Milestone
 from tests.carriers.conftest import Script, fixture_bytes, instruction_input, ok, request
 
 
-def webhook(status_id: int | str, label: str = "", activity: str = "", when: str = "28 11 2026 19:40:12") -> bytes:
+def webhook(
+    status_id: int | str, label: str = "", activity: str = "", when: str = "28 11 2026 19:40:12"
+) -> bytes:
     return json.dumps(
         {
             "awb": "19041424751540",
@@ -26,7 +28,15 @@ def webhook(status_id: int | str, label: str = "", activity: str = "", when: str
             "current_timestamp": when,
             "order_id": "1373900_150876814",
             "sr_order_id": 348456385,
-            "scans": [{"date": "2026-11-28 19:40:12", "activity": activity, "location": "BLR", "sr-status": str(status_id), "sr-status-label": label}],
+            "scans": [
+                {
+                    "date": "2026-11-28 19:40:12",
+                    "activity": activity,
+                    "location": "BLR",
+                    "sr-status": str(status_id),
+                    "sr-status-label": label,
+                }
+            ],
         }
     ).encode()
 
@@ -196,7 +206,10 @@ async def test_logs_in_then_posts_the_action_with_the_bearer_token(cfg):
     assert json.loads(login.content) == {"email": "api@merchant.example", "password": "pw"}
     assert (action.method, action.url.path) == ("POST", "/v1/external/ndr/AWB123/action")
     assert action.headers["Authorization"] == "Bearer tok-1"
-    assert json.loads(action.content) == {"action": "re-attempt", "comments": "reattempt requested by customer via ndrflow"}
+    assert json.loads(action.content) == {
+        "action": "re-attempt",
+        "comments": "reattempt requested by customer via ndrflow",
+    }
 
 
 async def test_token_is_cached_and_refreshed_a_day_before_its_ten_days_end(cfg):
@@ -234,19 +247,37 @@ async def test_a_second_401_is_a_rejection(cfg):
 async def test_refused_login_is_a_rejection(cfg):
     script = Script(httpx.Response(400, json={"message": "Invalid email and password combination"}))
     async with script.client() as http:
-        result = await shiprocket.send_instruction(instruction_input("shiprocket"), cfg, http, tokens=shiprocket.TokenCache())
+        result = await shiprocket.send_instruction(
+            instruction_input("shiprocket"), cfg, http, tokens=shiprocket.TokenCache()
+        )
     assert result.status == "rejected" and "login" in result.detail
 
 
 @pytest.mark.parametrize(
     "action, kw, body",
     [
-        ("reschedule", {"requested_date": "2026-12-01"}, {"action": "re-attempt", "deferred_date": "2026-12-01"}),
+        (
+            "reschedule",
+            {"requested_date": "2026-12-01"},
+            {"action": "re-attempt", "deferred_date": "2026-12-01"},
+        ),
         ("update_phone", {"phone": "+919876543210"}, {"action": "re-attempt", "phone": "9876543210"}),
         (
             "update_address",
-            {"address": {"line1": "12 MG Road", "line2": "Flat 4", "landmark": "near Metro", "city": "Bengaluru", "postal_code": "560001"}},
-            {"action": "re-attempt", "address1": "12 MG Road", "address2": "Flat 4, near Metro, Bengaluru, 560001"},
+            {
+                "address": {
+                    "line1": "12 MG Road",
+                    "line2": "Flat 4",
+                    "landmark": "near Metro",
+                    "city": "Bengaluru",
+                    "postal_code": "560001",
+                }
+            },
+            {
+                "action": "re-attempt",
+                "address1": "12 MG Road",
+                "address2": "Flat 4, near Metro, Bengaluru, 560001",
+            },
         ),
         ("rto", {"comments": "customer cancelled"}, {"action": "return", "comments": "customer cancelled"}),
     ],
@@ -254,7 +285,9 @@ async def test_refused_login_is_a_rejection(cfg):
 async def test_action_mapping(cfg, action, kw, body):
     script = login_then(httpx.Response(202))
     async with script.client() as http:
-        await shiprocket.send_instruction(instruction_input("shiprocket", action, **kw), cfg, http, tokens=shiprocket.TokenCache())
+        await shiprocket.send_instruction(
+            instruction_input("shiprocket", action, **kw), cfg, http, tokens=shiprocket.TokenCache()
+        )
     sent = json.loads(script.requests[-1].content)
     assert {k: sent[k] for k in body} == body
     assert sent["comments"]  # required by Shiprocket
@@ -263,7 +296,9 @@ async def test_action_mapping(cfg, action, kw, body):
 async def test_hold_for_pickup_is_unsupported(cfg):
     script = login_then(httpx.Response(202))
     async with script.client() as http:
-        result = await shiprocket.send_instruction(instruction_input("shiprocket", "hold_for_pickup"), cfg, http)
+        result = await shiprocket.send_instruction(
+            instruction_input("shiprocket", "hold_for_pickup"), cfg, http
+        )
     assert result.status == "unsupported" and script.requests == []
 
 
@@ -272,11 +307,15 @@ async def test_5xx_and_timeout_are_retryable(cfg, reply):
     script = login_then(reply)
     async with script.client() as http:
         with pytest.raises(CarrierUnavailable):
-            await shiprocket.send_instruction(instruction_input("shiprocket"), cfg, http, tokens=shiprocket.TokenCache())
+            await shiprocket.send_instruction(
+                instruction_input("shiprocket"), cfg, http, tokens=shiprocket.TokenCache()
+            )
 
 
 async def test_422_is_a_rejection(cfg):
     script = login_then(httpx.Response(422, json={"message": "AWB not in NDR"}))
     async with script.client() as http:
-        result = await shiprocket.send_instruction(instruction_input("shiprocket"), cfg, http, tokens=shiprocket.TokenCache())
+        result = await shiprocket.send_instruction(
+            instruction_input("shiprocket"), cfg, http, tokens=shiprocket.TokenCache()
+        )
     assert (result.status, result.http_status) == ("rejected", 422) and "AWB not in NDR" in result.detail

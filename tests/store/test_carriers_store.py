@@ -17,7 +17,9 @@ def inp(key: str = "shp_1:ndr1:1", **kw) -> SendInstructionInput:
         tracking_number="AWB1",
         attempt=1,
         idempotency_key=key,
-        instruction=Instruction(action=kw.pop("action", "reschedule"), requested_date="2026-12-01", phone="+919876543210"),
+        instruction=Instruction(
+            action=kw.pop("action", "reschedule"), requested_date="2026-12-01", phone="+919876543210"
+        ),
     )
 
 
@@ -48,14 +50,22 @@ def test_finish_records_the_outcome_and_acknowledgement(engine):
     with Session(engine) as s:
         store.begin_instruction(s, inp=inp())
         store.set_instruction_reference(s, idempotency_key="shp_1:ndr1:1", carrier_reference="UPL1")
-        pending = store.finish_instruction(s, idempotency_key="shp_1:ndr1:1", result=InstructionResult(status="requested", detail="attempt 1: 503"))
+        pending = store.finish_instruction(
+            s,
+            idempotency_key="shp_1:ndr1:1",
+            result=InstructionResult(status="requested", detail="attempt 1: 503"),
+        )
         assert pending.acknowledged_at is None and pending.carrier_reference == "UPL1"
         done = store.finish_instruction(
-            s, idempotency_key="shp_1:ndr1:1", result=InstructionResult(status="accepted", detail="ok", http_status=200)
+            s,
+            idempotency_key="shp_1:ndr1:1",
+            result=InstructionResult(status="accepted", detail="ok", http_status=200),
         )
         assert (done.status, done.carrier_reference, done.http_status) == ("accepted", "UPL1", 200)
         assert done.acknowledged_at is not None and done.acknowledged_at.tzinfo is not None
-        assert done.result() == InstructionResult(status="accepted", carrier_reference="UPL1", detail="ok", http_status=200)
+        assert done.result() == InstructionResult(
+            status="accepted", carrier_reference="UPL1", detail="ok", http_status=200
+        )
 
 
 def test_keys_are_independent(engine):
@@ -68,7 +78,13 @@ def test_keys_are_independent(engine):
 
 def test_unknown_codes_are_counted_per_carrier_and_code(engine):
     with Session(engine) as s:
-        for carrier, code in [("delhivery", "XX/New"), ("delhivery", "XX/New"), ("clickpost", "99"), ("delhivery", "EOD-999"), ("delhivery", "XX/New")]:
+        for carrier, code in [
+            ("delhivery", "XX/New"),
+            ("delhivery", "XX/New"),
+            ("clickpost", "99"),
+            ("delhivery", "EOD-999"),
+            ("delhivery", "XX/New"),
+        ]:
             store.record_unknown_code(s, carrier, code)
         rows = store.unknown_code_counts(s)
         assert [(r.carrier, r.code, r.count) for r in rows] == [
