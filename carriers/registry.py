@@ -10,6 +10,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from carriers import aftership, clickpost, delhivery, easypost, generic, shiprocket
+from carriers.base import Problem, WebhookRequest
+from carriers.settings import CarrierSettings
+from domain.events import CarrierEvent
 
 ADAPTERS: dict[str, ModuleType] = {
     m.CODE: m for m in (generic, delhivery, shiprocket, clickpost, easypost, aftership)
@@ -26,3 +29,19 @@ def get_adapter(code: str) -> ModuleType:
 
 def supports_polling(code: str) -> bool:
     return code in {"generic", "delhivery"}
+
+
+def verify_webhook(code: str, req: WebhookRequest, cfg: CarrierSettings) -> None:
+    """Check a push with the carrier's configured secret (and, for Delhivery, header name).
+
+    Raises KeyError for an unknown carrier and WebhookAuthError when it cannot be verified."""
+    adapter = get_adapter(code)
+    if adapter is delhivery:
+        delhivery.verify_webhook(req, cfg.delhivery_webhook_secret, header=cfg.delhivery_webhook_header)
+    else:
+        adapter.verify_webhook(req, cfg.webhook_secret(code))
+
+
+def parse_webhook(code: str, req: WebhookRequest) -> tuple[list[CarrierEvent], list[Problem]]:
+    """Raises KeyError (unknown carrier) or WebhookFormatError (malformed body, 422)."""
+    return get_adapter(code).parse_webhook(req)

@@ -450,7 +450,14 @@ def create_app(
         carrier = str(body["carrier"])
         try:
             scan = scan_from(body)
-            payload = payloads.build(carrier, scan)
+            if carrier == "clickpost":
+                # ClickPost's push carries the shipment's newest status besides the scan itself,
+                # so a late (out-of-order) push still tells the truth in additional.latest_status.
+                known = state.scans.get((carrier, scan.tracking_number), [])
+                latest = max([*known, scan], key=lambda s: s.occurred_at)
+                payload = payloads.build_clickpost(scan, latest=latest)
+            else:
+                payload = payloads.build(carrier, scan)
         except (payloads.NoSuchCode, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
         state.add_scan(carrier, scan)

@@ -29,3 +29,25 @@ def test_same_shape_everywhere(code):
         assert inspect.iscoroutinefunction(getattr(m, name))
     assert "unknown" in m.TrackingStatus.__members__
     assert set(m.supported_actions) <= {a.value for a in NdrAction}
+
+
+def test_registry_verifies_with_each_carriers_configured_secret():
+    from carriers import registry
+    from carriers.base import WebhookAuthError, WebhookRequest
+    from carriers.fake.payloads import Scan, webhook
+    from tests.carriers.conftest import settings
+
+    cfg = settings(delhivery_webhook_header="x-our-token")
+    for code in sorted(ADAPTERS):
+        body, headers = webhook(code, Scan("AWB1", "delivered"), cfg.webhook_secret(code))
+        if code == "delhivery":
+            headers = {"X-Our-Token": headers.pop("X-Delhivery-Token")}
+        req = WebhookRequest(body=body, headers=headers)
+        registry.verify_webhook(code, req, cfg)
+        assert registry.parse_webhook(code, req)[0][0].milestone == "delivered"
+        with pytest.raises(WebhookAuthError):
+            registry.verify_webhook(
+                code,
+                WebhookRequest(body=body + b" ", headers=headers),
+                settings(**{f"{code}_webhook_secret": "other"}),
+            )

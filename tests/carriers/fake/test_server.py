@@ -236,3 +236,25 @@ async def test_timeouts_on_a_real_socket_then_exactly_one_instruction():
     assert [e["body"] for e in got] == [{"data": [{"waybill": "AWB123", "act": "RE-ATTEMPT"}]}]
     assert sorted(e["outcome"] for e in everything) == ["accepted", "timeout", "timeout"]
     assert json.dumps(got)  # JSON-serialisable record
+
+
+async def test_late_clickpost_push_carries_the_newest_status():
+    caught: list[httpx.Request] = []
+    app = create_app(emit_transport=httpx.MockTransport(lambda r: caught.append(r) or httpx.Response(202)))
+    base = {
+        "carrier": "clickpost",
+        "target_url": "http://127.0.0.1:8000/e",
+        "tracking_number": "CP1",
+        "secret": "k",
+    }
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fake") as http:
+        await http.post(
+            "/_emit", json={**base, "milestone": "delivered", "occurred_at": "2026-11-29T06:00:00Z"}
+        )
+        await http.post(
+            "/_emit", json={**base, "milestone": "out_for_delivery", "occurred_at": "2026-11-29T03:00:00Z"}
+        )
+    events, _ = clickpost.parse_webhook(
+        WebhookRequest(body=caught[-1].content, headers=dict(caught[-1].headers))
+    )
+    assert [e.milestone for e in events] == ["out_for_delivery", "delivered"]
