@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.main import create_app
 from ndrflow.config import Settings
+from store import agents as agent_store
 from store import keys
 from store.models import Shipment
 from workflows import search
@@ -166,7 +167,10 @@ class FakeAgentTemporal:
         started: datetime | None = None,
         customer_name: str = "Asha Rao",
         order_id: str | None = None,
+        since: datetime | None = None,
     ) -> Shipment:
+        """A shipment row, its running execution and its state; with `since`, also the attention
+        record the workflow's record_attention activity would have written."""
         sid = shipment_id_for(merchant, carrier, tracking)
         wid = shipment_workflow_id(sid)
         row = Shipment(
@@ -188,6 +192,8 @@ class FakeAgentTemporal:
         with Session(engine, expire_on_commit=False) as s:
             s.add(row)
             s.commit()
+            if reason and since:
+                agent_store.raise_attention(s, shipment_id=sid, reason=reason, raised_at=since, detail="")
         attrs: dict[str, Any] = {"ShipmentStatus": status, "Carrier": carrier, "MerchantId": merchant, "NeedsAttention": reason is not None, "NdrAttempts": 0}
         if reason:
             attrs["AttentionReason"] = reason
@@ -197,7 +203,7 @@ class FakeAgentTemporal:
             status=status,
             needs_attention=reason is not None,
             attention_reason=reason,
-            attention_since="2026-11-27T10:00:00+00:00" if reason else None,
+            attention_since=(since or datetime.now(UTC) - timedelta(hours=2)).isoformat() if reason else None,
             timeline=[TimelineEntry(at="2026-11-25T08:00:00+00:00", kind="registered", summary="registered by merchant")],
         )
         return row
