@@ -17,6 +17,10 @@ from zoneinfo import ZoneInfo
 
 from domain.taxonomy import NdrAction, NdrReason, allowed_customer_actions
 
+# What a parsed customer reply can be (domain.reply_parser.ParsedReply.kind); here so the
+# workflow's validator can check it without importing the parser (phonenumbers, dateparser).
+REPLY_KINDS = ("choice", "date", "address", "phone", "rto", "opt_out", "opt_in", "dispute", "case_ref", "unclear")
+
 DEFAULT_MAX_DAYS = 6  # carriers hold a parcel about a week; most accept dates up to 6 days out
 DEFAULT_MIN_DAYS = 1  # an instruction sent today is carried out on the next run at the earliest
 

@@ -48,12 +48,12 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from domain.case_ref import is_ref
-from domain.ndr_options import DEFAULT_MAX_DAYS, MENU, check_date, option_by_number
+from domain.ndr_options import DEFAULT_MAX_DAYS, MENU, REPLY_KINDS, check_date, option_by_number
 from domain.taxonomy import NdrAction, NdrReason
 
 MAX_TEXT = 1000  # customer messages are short; bound the work on pathological input
 
-KINDS = ("choice", "date", "address", "phone", "rto", "opt_out", "opt_in", "dispute", "case_ref", "unclear")
+KINDS = REPLY_KINDS
 
 OPT_OUT_KEYWORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"})
 OPT_IN_KEYWORDS = frozenset({"start", "unstop", "yes"})
