@@ -329,7 +329,9 @@ def _mask(low: str, start: int, end: int) -> str:
     return low[:start] + " " * (end - start) + low[end:]
 
 
-def _region_for(locale: str, tz: str, region: str | None) -> str | None:
+def phone_region(locale: str, tz: str, region: str | None = None) -> str | None:
+    """Default region for national phone numbers: explicit, else the locale's country, else by
+    language (hi -> IN, ko -> KR), else by time zone."""
     if region:
         return region.upper()
     parts = locale.replace("_", "-").split("-")
@@ -541,7 +543,7 @@ class _Parse:
         self.max_days = max_days
         self.ctx = context_state
         self.channel = (channel or "sms").lower()
-        self.region = _region_for(self.locale, tz, region)
+        self.region = phone_region(self.locale, tz, region)
 
     # result helpers -----------------------------------------------------------------
     def _check_action(self, action: NdrAction | None, **kw) -> ParsedReply:  # type: ignore[no-untyped-def]
@@ -744,4 +746,4 @@ class _Parse:
         return text, landmark, masked
 
 
-__all__ = ["KINDS", "OPT_IN_KEYWORDS", "OPT_OUT_KEYWORDS", "ParsedReply", "parse_reply"]
+__all__ = ["KINDS", "OPT_IN_KEYWORDS", "OPT_OUT_KEYWORDS", "ParsedReply", "parse_reply", "phone_region"]
