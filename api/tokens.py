@@ -94,6 +94,11 @@ def make_case_token(shipment_id: str, attempt: int, case_ref: str, *, secret_key
     return _signer(secret_key).sign(f"{shipment_id}{_SEP}{int(attempt)}{_SEP}{case_ref}").decode()
 
 
+def case_url(public_base_url: str, token: str) -> str:
+    """The self-service link customers get: <public base URL>/r/<token>."""
+    return f"{public_base_url.rstrip('/')}/r/{token}"
+
+
 def read_case_token(token: str, *, secret_key: Keys, max_age: float) -> CaseToken:
     """The case a link is for. Raises TokenInvalid (tampered, malformed) or TokenExpired."""
     if not token or len(token) > 200:

@@ -184,3 +184,27 @@ class CustomerReplyResult:
     requested_date: str | None = None
     detail: str = ""
     duplicate: bool = False  # the same message_id was applied before; nothing changed
+
+
+# Reply routes: the workflow opens one when it asks the customer and closes it when the case
+# leaves the waiting states; the activity looks the contact details up in the store itself.
+OPEN_REPLY_ROUTE = "open_reply_route"
+CLOSE_REPLY_ROUTE = "close_reply_route"
+
+
+@dataclass
+class OpenReplyRouteInput:
+    shipment_id: str
+    attempt: int
+
+
+@dataclass
+class OpenReplyRouteResult:
+    ref: str  # the case's short reference code (NdrCase.ref; goes into messages: "reply K7QM 2")
+    reply_to: str = ""  # per-case inbound email address, "" when no inbound domain is configured
+
+
+@dataclass
+class CloseReplyRouteInput:
+    shipment_id: str
+    attempt: int | None = None  # None: every open route of the shipment (terminal milestone)

@@ -121,3 +121,10 @@ def test_csrf_refusals(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.undo()
     with pytest.raises(CsrfError, match="expired"):
         check_csrf(old_form, old_cookie, tok, secret_key=KEY, max_age=3600)
+
+
+def test_case_url():
+    from api.tokens import case_url
+
+    tok = make_case_token(SHP, 1, "K7QM", secret_key=KEY)
+    assert case_url("https://track.example.com/", tok) == f"https://track.example.com/r/{tok}"
