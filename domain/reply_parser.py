@@ -112,6 +112,7 @@ def _phrase_pattern(p: str) -> str:
     # Phrases are written without apostrophes; customers type both "don't" and "dont".
     p = re.sub(r"\b(do|did|can|won|does|is|was)nt\b", r"\1n't", p)
     p = re.sub(r"\bill\b", "i'll", p)
+    p = re.sub(r"\bim\b", "i'm", p)
     non_ascii = not p.isascii()
     parts = []
     for ch in p:
@@ -180,7 +181,8 @@ RTO_PHRASES = _Phrases([
     "return it", "return the order", "return the parcel", "return the package", "return to sender",
     "return to origin", "rto", "send it back", "send back", "take it back", "dont want it", "dont want this",
     "do not want it", "i dont want", "i do not want", "dont need it", "do not need it", "no longer want",
-    "no longer need", "not interested", "not needed", "refuse", "refused", "reject", "reject it",
+    "no longer need", "not interested", "not needed", "refuse", "refused", "reject", "reject it", "dont deliver", "do not deliver",
+    "dont send it", "do not send it",
     f"re:(?<![a-z]){_NAHI}\\s+{_CHAHIYE}(?![a-z])", "re:(?<![a-z])(?:wapas|vapas|waapas)\\s+(?:bhej|le\\s+jao|kar|bhejo)",
     "re:(?<![a-z])return\\s+kar", "re:(?<![a-z])order\\s+cancel", "re:(?<![a-z])mat\\s+bhejo(?![a-z])",
     "नहीं चाहिए", "नही चाहिए", "नहीं चाहिये", "कैंसल", "कैंसिल", "रद्द", "वापस भेज दो", "वापस भेजो", "वापस भेज दीजिए",
@@ -191,13 +193,14 @@ RTO_PHRASES = _Phrases([
 RTO_SOFT = _Phrases([
     f"re:(?<![a-z]){_NAHI}\\s+{_CHAHIYE}(?![a-z])", "re:(?<![a-z])mat\\s+bhejo(?![a-z])", "नहीं चाहिए", "नही चाहिए",
     "नहीं चाहिये", "मत भेजो", "dont want it", "dont want this", "do not want it", "i dont want", "i do not want",
-    "dont need it", "do not need it", "not needed", "필요 없", "필요없",
+    "dont need it", "do not need it", "not needed", "필요 없", "필요없", "dont deliver", "do not deliver",
+    "dont send it", "do not send it",
 ])
 
 KEEP_PHRASES = _Phrases([
     "please deliver", "deliver it", "deliver again", "redeliver", "re deliver", "re-deliver", "reattempt",
     "re-attempt", "re attempt", "try again", "send again", "resend", "deliver", "yes deliver", "i want it",
-    "i need it", "i will be home", "ill be home", "i will be available", "i am available", "available",
+    "i need it", "i will be home", "ill be home", "i will be available", "i am available", "im available",
     "re:(?<![a-z])(?:bhej|bhejo|bhej\\s+do|bhej\\s+dena|bhejiye)(?![a-z])", "re:deliver\\s+kar",
     "re:(?<![a-z])(?:dubara|dobara|phir\\s+se)(?![a-z])", f"re:(?<![a-z])(?:mujhe\\s+)?{_CHAHIYE}(?![a-z])",
     "re:(?<![a-z])ghar\\s+(?:pe|par|pr)\\s+(?:rahunga|rahungi|hunga|hungi|milunga|milungi)",
@@ -680,9 +683,10 @@ class _Parse:
                 if d is not None:
                     return self._dated("date", NdrAction.reschedule, d, confidence=0.5)
 
-        # 9. Cancellation / return.
+        # 9. Cancellation / return ("don't want it" / "mat bhejo" say less than "cancel": lower confidence).
         if rto:
-            return self._check_action(NdrAction.rto, kind="rto", confidence=0.85)
+            soft = all(RTO_SOFT.search(m.group(0)) for m in RTO_PHRASES.re.finditer(rest))
+            return self._check_action(NdrAction.rto, kind="rto", confidence=0.7 if soft else 0.85)
 
         # 10. "change my address" without the address: ask for it (state awaiting_details).
         if CHANGE_DETAILS_PHRASES.search(rest):

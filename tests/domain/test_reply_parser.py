@@ -61,7 +61,7 @@ ENGLISH = [
     ("I want to change my address", "choice", "update_address", None, {"option": 3}),
     ("I was home, nobody came", "dispute", "reattempt", None, {}),
     ("I was at home the whole day and no one called me. Deliver tomorrow", "dispute", "reschedule", "2026-11-27", {}),
-    ("cancel order", "rto", "rto", None, {}),
+    ("cancel order", "rto", "rto", None, {"confidence": 0.85}),
     ("please cancel", "rto", "rto", None, {}),
     ("return it", "rto", "rto", None, {}),
     ("I don't want it anymore", "rto", "rto", None, {}),
@@ -149,6 +149,11 @@ TRAPS = [
     # "sun" is Hinglish for "listen", not Sunday.
     ("bhai sun lo", "unclear", None, None, {}),
     ("flat 5 ke paas", "unclear", None, None, {}),
+    # "available" alone is not a wish for delivery; "not available" even less.
+    ("I am not available this week", "unclear", None, None, {}),
+    ("I'm available", "choice", "reattempt", None, {}),
+    ("don't deliver", "rto", "rto", None, {"confidence": 0.7}),  # softer than "cancel order"
+    ("don't deliver today, deliver tomorrow", "date", "reschedule", "2026-11-27", {}),
 ]
 
 
