@@ -164,7 +164,8 @@ class Step:
     detail: str = ""
 
     def result(self, *, accepted: bool = True, duplicate: bool = False) -> CustomerReplyResult:
-        last = self.case.last_instruction if self.instruction is not None else None
+        # A duplicate repeats the standing decision, so a retried request gets the same answer.
+        last = self.case.last_instruction if self.instruction is not None or self.outcome == "duplicate" else None
         return CustomerReplyResult(
             accepted=accepted,
             outcome=self.outcome,
@@ -184,6 +185,20 @@ def instruction_key(shipment_id: str, attempt: int, seq: int) -> str:
 
 def as_case(case: NdrCase | Mapping[str, Any]) -> NdrCase:
     return case if isinstance(case, NdrCase) else NdrCase.from_dict(case)
+
+
+def store_case(cases: list[dict[str, Any]], case: NdrCase) -> None:
+    """Write `case` back into ShipmentState.ndr_cases (replacing its attempt, else appending)."""
+    for i, c in enumerate(cases):
+        if c.get("attempt") == case.attempt:
+            cases[i] = case.to_dict()
+            return
+    cases.append(case.to_dict())
+
+
+def current_case(cases: list[dict[str, Any]]) -> NdrCase | None:
+    """The latest attempt's case (the only one that can still be open)."""
+    return NdrCase.from_dict(max(cases, key=lambda c: c.get("attempt", 0))) if cases else None
 
 
 def find_case(cases: Iterable[NdrCase | Mapping[str, Any]], attempt: int) -> NdrCase | None:

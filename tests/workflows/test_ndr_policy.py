@@ -239,6 +239,7 @@ def test_a_retried_webhook_is_applied_once():
     P.apply_reply(c, reply("choice", action="reattempt", message_id="SMabc"))
     again = P.apply_reply(c, reply("choice", action="reattempt", message_id="SMabc"))
     assert (again.outcome, len(c.instructions), len(c.responses)) == ("duplicate", 1, 1)
+    assert (again.result().action, again.instruction) == ("reattempt", None)  # same answer, nothing re-sent
 
 
 def test_opt_out_changes_nothing_but_the_flag_and_opt_in_asks_again():
@@ -373,3 +374,15 @@ def test_case_dict_has_the_fixed_contract_fields_and_round_trips():
     assert P.NdrCase.from_dict({**d, "added_in_a_later_version": 1}) == c
     assert P.find_case([d], 1) == c and P.find_case([d], 2) is None
     assert P.instruction_key("shp_x", 1, 2) == "shp_x:ndr1:2"
+
+
+def test_store_case_writes_back_into_the_workflow_state():
+    cases: list[dict] = []
+    first = asking(attempt=1)
+    P.store_case(cases, first)
+    second = asking(attempt=2)
+    P.store_case(cases, second)
+    P.apply_reply(second, reply("choice", action="reattempt", attempt=2))
+    P.store_case(cases, second)
+    assert [(c["attempt"], c["state"]) for c in cases] == [(1, "asking"), (2, "decided")]
+    assert P.current_case(cases).attempt == 2 and P.current_case([]) is None
