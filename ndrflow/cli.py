@@ -51,13 +51,27 @@ LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warn
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from env, with the flags the user gave (None = not given) on top."""
+    """Settings from env, with the flags the user gave (None = not given) on top.
+
+    The flags are also written back to this process's environment so every settings object
+    built later (`get_settings()`, an area's own BaseSettings) agrees with them."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**given).with_home_secrets()
+        settings = Settings(**given).with_home_secrets()
     except Exception as exc:  # pydantic ValidationError or an unwritable home: say which
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
+    export_settings(settings, given)
+    return settings
+
+
+def export_settings(settings: Settings, names: Any) -> None:
+    from ndrflow.config import get_settings
+
+    for name in names:
+        value = getattr(settings, name)
+        os.environ[f"NDRFLOW_{name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
+    get_settings.cache_clear()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -128,10 +142,14 @@ def up(
 
     setup_logging(log_level)
     settings = load_settings(home=home, api_port=port)
+    derived = []
     if "public_base_url" not in settings.model_fields_set:
         settings.public_base_url = f"http://127.0.0.1:{settings.api_port}"
+        derived.append("public_base_url")
     if settings.embedded_temporal and "temporal_ui_url" not in settings.model_fields_set:
         settings.temporal_ui_url = f"http://127.0.0.1:{ui_port}"
+        derived.append("temporal_ui_url")
+    export_settings(settings, derived)
 
     async def main(stop: asyncio.Event) -> int:
         stack = Stack(
@@ -160,6 +178,11 @@ def up(
                 f"Send requests with [bold]Authorization: Bearer <key>[/bold], e.g.\n"
                 f"  curl -H 'Authorization: Bearer {keys.merchant}' {stack.api_url}/v1/shipments/<id>",
                 soft_wrap=True,
+                highlight=False,
+            )
+        else:
+            out.print(
+                "Create API keys with `ndrflow keys create --scope merchant --merchant <id>`.",
                 highlight=False,
             )
         code = 0
@@ -215,25 +238,9 @@ def _require_cluster(settings: Settings, what: str) -> None:
 
 
 def _migrate_locked(url: str) -> None:
-    """Migrations from several replicas starting at once: on PostgreSQL an advisory lock lets
-    one apply them while the others wait (and then find nothing to do)."""
-    from store.db import migrate
+    from ndrflow.migrate import migrate_locked
 
-    if not url.startswith("postgresql"):
-        migrate(url)
-        return
-    import sqlalchemy as sa
-
-    eng = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with eng.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(7425301)"))
-            try:
-                migrate(url)
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(7425301)"))
-    finally:
-        eng.dispose()
+    migrate_locked(url)
 
 
 MigrateOpt = Annotated[bool, typer.Option("--migrate/--no-migrate", help="Apply migrations before starting.")]
@@ -247,12 +254,10 @@ def worker(migrate: MigrateOpt = True, log_level: LogLevelOpt = "info") -> None:
     setup_logging(log_level)
     settings = load_settings()
     _require_cluster(settings, "worker")
-    if migrate:
-        _migrate_locked(settings.effective_database_url)
     settings.temporal_address = settings.temporal_address or "127.0.0.1:7233"
 
     async def main(stop: asyncio.Event) -> int:
-        stack = Stack(settings, run_api=False)
+        stack = Stack(settings, run_api=False, migrate=migrate)
         try:
             await stack.start()
         except Exception as exc:  # noqa: BLE001
@@ -287,12 +292,10 @@ def api(
     setup_logging(log_level)
     settings = load_settings(api_host=host, api_port=port)
     _require_cluster(settings, "api")
-    if migrate:
-        _migrate_locked(settings.effective_database_url)
     settings.temporal_address = settings.temporal_address or "127.0.0.1:7233"
 
     async def main(stop: asyncio.Event) -> int:
-        stack = Stack(settings, run_worker=False, api_log_level=log_level.lower())
+        stack = Stack(settings, run_worker=False, migrate=migrate, api_log_level=log_level.lower())
         try:
             await stack.start()
         except Exception as exc:  # noqa: BLE001

@@ -25,9 +25,10 @@ from temporalio.worker import Worker
 
 from ndrflow.config import Settings
 from ndrflow.devserver import DevServer
+from ndrflow.migrate import migrate_locked
 from ndrflow.temporal import connect
 from ndrflow.worker import build_worker
-from store.db import engine_for, migrate
+from store.db import engine_for
 
 log = logging.getLogger("ndrflow")
 
@@ -83,6 +84,7 @@ class Stack:
     # otherwise uvicorn binds settings.api_host:settings.api_port.
     api_socket: socket.socket | None = None
     run_api: bool = True
+    migrate: bool = True
     run_worker: bool = True
     extra_activities: Sequence[Callable[..., Any]] = ()
     worker_options: dict[str, Any] = field(default_factory=dict)
@@ -127,7 +129,8 @@ class Stack:
             self._lock = HomeLock(s.home / "ndrflow.lock")
             self._lock.acquire()
         url = s.effective_database_url
-        await asyncio.to_thread(migrate, url)
+        if self.migrate:
+            await asyncio.to_thread(migrate_locked, url)
         self.engine = engine_for(url)
 
         if s.embedded_temporal:
@@ -138,6 +141,7 @@ class Stack:
             self.client = await connect(s, address=self.devserver.address)
         else:
             self.client = await connect(s)
+            await self._check_search_attributes()
 
         if self.run_worker:
             self.worker = build_worker(
@@ -169,6 +173,26 @@ class Stack:
                 if "worker" in self._tasks and self._tasks["worker"].done():
                     self._tasks["worker"].result()
                 await asyncio.sleep(0.02)
+
+    async def _check_search_attributes(self) -> None:
+        """On an external cluster we do not register anything ourselves; say what is missing
+        (workflows would fail every task upserting an unknown attribute)."""
+        from ndrflow.temporal_setup import existing_search_attributes
+        from workflows.search import ALL_KEYS
+
+        assert self.client is not None
+        try:
+            have = await existing_search_attributes(self.client)
+        except Exception as exc:  # noqa: BLE001 - e.g. Temporal Cloud refuses the operator API
+            log.debug("cannot list search attributes: %s", exc)
+            return
+        missing = [k.name for k in ALL_KEYS if k.name not in have]
+        if missing:
+            log.warning(
+                "namespace %r lacks search attributes %s: run `ndrflow temporal setup`",
+                self.settings.temporal_namespace,
+                ", ".join(missing),
+            )
 
     async def _run_worker(self) -> None:
         assert self.worker is not None

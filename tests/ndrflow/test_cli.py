@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -220,3 +221,94 @@ def test_up_reports_a_busy_port_and_exits_nonzero(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert f"127.0.0.1:{taken} is already in use" in r.stderr
     assert _temporal_processes_for(tmp_path / "home") == []
+
+
+@pytest.mark.e2e
+async def test_production_commands_against_an_external_cluster(tmp_path: Path) -> None:
+    """`temporal setup` registers the attributes on a bare namespace; `worker` and `api` run alone."""
+    from ndrflow.devserver import DevServer
+    from ndrflow.temporal_setup import existing_search_attributes
+    from workflows import search
+
+    cluster = DevServer(
+        home=tmp_path / "cluster", port=free_port(), namespace="prod", search_attributes=[], ui=False
+    )
+    client = await cluster.start()
+    api_port = free_port()
+    env = clean_env(
+        NDRFLOW_TEMPORAL_ADDRESS=cluster.address,
+        NDRFLOW_TEMPORAL_NAMESPACE="prod",
+        NDRFLOW_HOME=str(tmp_path / "home"),
+        NDRFLOW_API_PORT=str(api_port),
+    )
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        assert not set(await existing_search_attributes(client)) & {k.name for k in search.ALL_KEYS}
+        setup = subprocess.run(
+            [NDRFLOW, "temporal", "setup"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert setup.returncode == 0, setup.stderr
+        assert "added" in setup.stderr and "ShipmentStatus" in setup.stderr
+        assert {k.name for k in search.ALL_KEYS} <= set(await existing_search_attributes(client))
+        again = subprocess.run(
+            [NDRFLOW, "temporal", "setup"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert again.returncode == 0 and "already present" in again.stderr
+
+        for part in ("worker", "api"):
+            procs.append(
+                subprocess.Popen(
+                    [NDRFLOW, part], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+                )
+            )
+        health = _wait_healthy(procs[1], api_port)
+        assert health == {"status": "ok", "temporal": "ok", "database": "ok"}
+        # The worker polls the task queue on the external namespace.
+        from temporalio.api.enums.v1 import TaskQueueType
+        from temporalio.api.taskqueue.v1 import TaskQueue
+        from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+        for _ in range(50):
+            tq = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace="prod",
+                    task_queue=TaskQueue(name="ndrflow"),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
+            )
+            if tq.pollers:
+                break
+            await asyncio.sleep(0.1)
+        assert tq.pollers, "the worker never polled"
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            _, errs = proc.communicate(timeout=20)
+            assert proc.returncode == 0, errs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        await cluster.stop()
+    # No dev server of its own was started by `worker` or `api`.
+    assert not (tmp_path / "home" / "temporal.db").exists()
+
+
+def test_flags_reach_every_settings_object_in_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ndrflow.cli import load_settings
+    from ndrflow.config import get_settings
+
+    for name in ("NDRFLOW_HOME", "NDRFLOW_API_PORT", "NDRFLOW_API_HOST"):
+        monkeypatch.delenv(name, raising=False)  # restored (removed) after the test
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(home=Path("relative-home"), api_port=18123, api_host=None)
+    try:
+        later = get_settings()
+        assert later.api_port == settings.api_port == 18123
+        assert later.home == (tmp_path / "relative-home").resolve()
+        assert later.secret_key == settings.secret_key  # same home, same generated secret
+        assert "NDRFLOW_API_HOST" not in os.environ  # flags not given are not exported
+    finally:
+        get_settings.cache_clear()
