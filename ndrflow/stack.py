@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from ndrflow.config import Settings
 from ndrflow.devserver import DevServer
 from ndrflow.migrate import migrate_locked
 from ndrflow.temporal import connect
-from ndrflow.worker import build_worker
+from ndrflow.worker import ACTIVITY_THREADS, build_worker
 from store.db import engine_for
 
 log = logging.getLogger("ndrflow")
@@ -98,6 +99,7 @@ class Stack:
     server: uvicorn.Server | None = field(default=None, init=False)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _lock: HomeLock | None = field(default=None, init=False)
+    _executor: ThreadPoolExecutor | None = field(default=None, init=False)
 
     @property
     def api_url(self) -> str:
@@ -144,8 +146,18 @@ class Stack:
             await self._check_search_attributes()
 
         if self.run_worker:
+            options = dict(self.worker_options)
+            threads = options.get("max_concurrent_activities", ACTIVITY_THREADS) + options.get(
+                "max_concurrent_local_activities", ACTIVITY_THREADS
+            )
+            self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity")
             self.worker = build_worker(
-                self.client, s, self.engine, extra_activities=self.extra_activities, **self.worker_options
+                self.client,
+                s,
+                self.engine,
+                extra_activities=self.extra_activities,
+                activity_executor=self._executor,
+                **options,
             )
             self._tasks["worker"] = asyncio.create_task(self._run_worker(), name="ndrflow-worker")
 
@@ -238,6 +250,9 @@ class Stack:
                 errors.append(exc)
         if worker is not None:
             errors += await _finish(worker, timeout=5)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
         if self.devserver is not None:
             await self.devserver.stop()
             self.devserver = None

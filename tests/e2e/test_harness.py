@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,18 @@ async def test_stack_answers_health_with_worker_polling_usable_keys_and_resumes(
         assert st.settings.completion_grace_hours == 1
         assert st.settings.public_base_url == st.base_url
 
-        # The worker in the same loop polls the configured task queue.
-        tq = await st.client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=st.client.namespace,
-                task_queue=TaskQueue(name=st.task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        # The worker in the same loop polls the configured task queue (its first poll may lag).
+        for _ in range(100):
+            tq = await st.client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=st.client.namespace,
+                    task_queue=TaskQueue(name=st.task_queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
             )
-        )
+            if tq.pollers:
+                break
+            await asyncio.sleep(0.05)
         assert len(tq.pollers) >= 1
 
         with Session(st.engine) as s:
