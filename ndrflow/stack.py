@@ -25,7 +25,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from ndrflow.config import Settings
-from ndrflow.devserver import DevServer
+from ndrflow.devserver import DevServer, port_is_free
 from ndrflow.migrate import migrate_locked
 from ndrflow.temporal import connect
 from ndrflow.worker import ACTIVITY_THREADS, build_worker
@@ -126,6 +126,11 @@ class Stack:
 
     async def _start(self) -> None:
         s = self.settings
+        if self.run_api and self.api_socket is None and not port_is_free(s.api_host, s.api_port):
+            # Checked first so a busy port fails in a second, not after the dev server started.
+            raise StackError(
+                f"the API port {s.api_host}:{s.api_port} is already in use: choose another with --port"
+            )
         s.home.mkdir(parents=True, exist_ok=True)
         if s.embedded_temporal:
             self._lock = HomeLock(s.home / "ndrflow.lock")
