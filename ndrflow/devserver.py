@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ctypes
+import errno
 import os
 import shutil
 import signal
