@@ -138,7 +138,7 @@ def up(
 ) -> None:
     """Run everything locally: Temporal dev server (unless NDRFLOW_TEMPORAL_ADDRESS is set),
     migrations, worker and API. Ctrl-C stops it; running it again resumes every open workflow."""
-    from ndrflow.stack import Stack, StackError
+    from ndrflow.stack import Stack
 
     setup_logging(log_level)
     settings = load_settings(home=home, api_port=port)
@@ -166,29 +166,29 @@ def up(
             except Exception as exc:  # noqa: BLE001 - every start failure is reported the same way
                 err.print(f"[red]could not start:[/red] {exc}")
                 return 1
-        keys = None
-        if settings.embedded_temporal:
-            from ndrflow.devkeys import ensure_dev_keys
-
-            assert stack.engine is not None
-            keys = ensure_dev_keys(settings.home, stack.engine)
-        out.print(_ready_panel(settings, stack, keys))
-        if keys is not None:
-            out.print(
-                f"Send requests with [bold]Authorization: Bearer <key>[/bold], e.g.\n"
-                f"  curl -H 'Authorization: Bearer {keys.merchant}' {stack.api_url}/v1/shipments/<id>",
-                soft_wrap=True,
-                highlight=False,
-            )
-        else:
-            out.print(
-                "Create API keys with `ndrflow keys create --scope merchant --merchant <id>`.",
-                highlight=False,
-            )
         code = 0
         try:
+            keys = None
+            if settings.embedded_temporal:
+                from ndrflow.devkeys import ensure_dev_keys
+
+                assert stack.engine is not None
+                keys = ensure_dev_keys(settings.home, stack.engine)
+            out.print(_ready_panel(settings, stack, keys))
+            if keys is not None:
+                out.print(
+                    f"Send requests with [bold]Authorization: Bearer <key>[/bold], e.g.\n"
+                    f"  curl -H 'Authorization: Bearer {keys.merchant}' {stack.api_url}/v1/shipments/<id>",
+                    soft_wrap=True,
+                    highlight=False,
+                )
+            else:
+                out.print(
+                    "Create API keys with `ndrflow keys create --scope merchant --merchant <id>`.",
+                    highlight=False,
+                )
             await _until_stopped_or_failed(stack, stop)
-        except StackError as exc:
+        except Exception as exc:  # noqa: BLE001 - a StackError names the part; anything else too
             err.print(f"[red]{exc}[/red]")
             code = 1
         finally:
@@ -208,7 +208,8 @@ def _ready_panel(settings: Settings, stack: Any, keys: Any) -> Panel:
     grid.add_row("API", api)
     grid.add_row("OpenAPI docs", f"{api}/docs")
     grid.add_row("Health", f"{api}/healthz")
-    grid.add_row("Outbox (messages)", f"{api}/dev/outbox")
+    if settings.embedded_temporal:  # local mode only, like the page itself
+        grid.add_row("Outbox (messages)", f"{api}/dev/outbox")
     grid.add_row("Temporal UI", stack.temporal_ui_url)
     if stack.devserver is not None:
         grid.add_row("Temporal gRPC", f"{stack.devserver.address}  (namespace {settings.temporal_namespace})")
