@@ -33,7 +33,11 @@ def create_app(settings: Settings, temporal: Client | None = None) -> FastAPI:
     app.state.engine = engine_for(settings.effective_database_url)
     app.state.temporal = temporal
 
-    from api.routes import health
+    from api import errors
+    from api.routes import carriers, health, merchants
 
+    errors.install(app)
     app.include_router(health.router)
+    app.include_router(merchants.router)
+    app.include_router(carriers.router)
     return app
