@@ -85,6 +85,10 @@ class ChannelSettings(BaseSettings):
     # hold across any number of workers.
     notify_max_per_second: float = 10.0
     notify_default_region: str = "IN"
+    # An attempt "sending" for less than this may still be in flight on another worker: a
+    # retry waits instead of reconciling. Longer than any provider timeout; shorter than the
+    # activity's start-to-close timeout (60 s recommended).
+    notify_attempt_lease_seconds: float = 30.0
 
     # /dev/outbox pages: None = only in local mode.
     dev_pages: bool | None = None

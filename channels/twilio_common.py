@@ -4,6 +4,7 @@ URL, SDK retries off), error classification, callback parsing, signatures, recon
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -63,6 +64,7 @@ class _RebasedHttpClient(TwilioHttpClient):
     def __init__(self, base_url: str, timeout: float) -> None:
         super().__init__(timeout=timeout, max_retries=0)
         self._base = urlsplit(base_url) if base_url else None
+        self._local = threading.local()  # the SDK's exceptions drop headers: keep Retry-After
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any):  # type: ignore[override]
         if self._base is not None:
@@ -70,7 +72,18 @@ class _RebasedHttpClient(TwilioHttpClient):
             url = urlunsplit(
                 (self._base.scheme, self._base.netloc, self._base.path.rstrip("/") + parts.path, parts.query, "")
             )
-        return super().request(method, url, *args, **kwargs)
+        self._local.retry_after = None
+        response = super().request(method, url, *args, **kwargs)
+        if response.status_code == 429:
+            self._local.retry_after = (response.headers or {}).get("Retry-After")
+        return response
+
+    def last_retry_after(self) -> float | None:
+        value = getattr(self._local, "retry_after", None)
+        try:
+            return max(1.0, min(float(value), 3600.0)) if value else None
+        except ValueError:
+            return None
 
 
 @lru_cache(maxsize=16)
@@ -122,10 +135,14 @@ def _refused(exc: BaseException) -> bool:
 
 
 def create_message(settings: ChannelSettings, params: dict[str, Any]) -> Any:
+    client = client_for(settings)
     try:
-        return client_for(settings).messages.create(**params)
+        return client.messages.create(**params)
     except (TwilioRestException, requests.exceptions.RequestException) as exc:
-        raise classify_error(exc) from exc
+        err = classify_error(exc)
+        if err.http_status == 429 and isinstance(client.http_client, _RebasedHttpClient):
+            err.retry_after = client.http_client.last_retry_after()
+        raise err from exc
 
 
 def sender_params(settings: ChannelSettings, whatsapp: bool) -> dict[str, Any]:

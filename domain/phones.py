@@ -86,6 +86,14 @@ def _parse_e164(e164: str) -> phonenumbers.PhoneNumber:
         raise ValueError("not an E.164 phone number") from None
 
 
+def is_valid(e164: str) -> bool:
+    """A real, assigned-range number in E.164 (what normalize() would accept)."""
+    try:
+        return phonenumbers.is_valid_number(_parse_e164(e164))
+    except ValueError:
+        return False
+
+
 def number_type(e164: str) -> str:
     """The number's kind as a lower-case name: mobile, fixed_line, fixed_line_or_mobile, voip, ..."""
     t = phonenumbers.number_type(_parse_e164(e164))

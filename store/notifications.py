@@ -6,7 +6,8 @@ read-then-write: two workers racing on the same key cannot both win.
 
 Send lifecycle of a notification_log row (`status`):
     pending  claimed; no provider call in flight (fresh, or the last try surely did not send)
-    sending  a provider call is in flight or ended in an unknown state (timeout, crash, 5xx)
+    sending  a provider call is in flight (or its worker died: the lease has run out)
+    unknown  the call ended without an answer we can trust (timeout, 5xx): maybe sent
     sent     the provider accepted it (provider_message_id set)      -- final
     skipped  not sent on purpose (opted out, landline, no contact)    -- final
     failed   the provider refused it permanently (error_code set)     -- final
@@ -203,12 +204,12 @@ def _cas(engine: Engine, key: str, expect_attempt: int, expect_status: tuple[str
 
 
 def begin_attempt(engine: Engine, row: NotificationLog, *, provider: str, recipient: str | None) -> NotificationLog | None:
-    """pending/sending -> sending with attempt+1. None when someone else changed the row."""
+    """pending/sending/unknown -> sending with attempt+1. None when someone else changed the row."""
     return _cas(
         engine,
         row.key,
         row.attempt,
-        ("pending", "sending"),
+        ("pending", "sending", "unknown"),
         status="sending",
         attempt=row.attempt + 1,
         attempt_started_at=utcnow(),
@@ -222,7 +223,7 @@ def mark_sent(engine: Engine, row: NotificationLog, *, provider_message_id: str 
         engine,
         row.key,
         row.attempt,
-        ("sending",),
+        ("sending", "unknown"),
         status="sent",
         provider_message_id=provider_message_id,
         sent_at=utcnow(),
@@ -232,8 +233,13 @@ def mark_sent(engine: Engine, row: NotificationLog, *, provider_message_id: str 
     return done or get_notification(engine, row.key) or row
 
 
-def mark_failed(engine: Engine, row: NotificationLog, *, error_code: str | None, reason: str | None) -> NotificationLog:
-    done = _cas(engine, row.key, row.attempt, ("sending", "pending"), status="failed", error_code=error_code, reason=_clip(reason))
+def mark_failed(
+    engine: Engine, row: NotificationLog, *, error_code: str | None, reason: str | None, status: str = "failed"
+) -> NotificationLog:
+    """pending/sending -> failed (or skipped): final."""
+    done = _cas(
+        engine, row.key, row.attempt, ("sending", "pending", "unknown"), status=status, error_code=error_code, reason=_clip(reason)
+    )
     return done or get_notification(engine, row.key) or row
 
 
@@ -241,6 +247,12 @@ def release_attempt(engine: Engine, row: NotificationLog, *, error_code: str | N
     """sending -> pending: the provider surely did not take it (429, refused connection), so the
     next attempt may send without reconciling first."""
     return _cas(engine, row.key, row.attempt, ("sending",), status="pending", error_code=error_code, reason=_clip(reason))
+
+
+def mark_unknown(engine: Engine, row: NotificationLog, *, error_code: str | None, reason: str | None) -> NotificationLog | None:
+    """sending -> unknown: the attempt is over but may have reached the provider; the next
+    attempt reconciles at once instead of waiting for the lease to run out."""
+    return _cas(engine, row.key, row.attempt, ("sending",), status="unknown", error_code=error_code, reason=_clip(reason))
 
 
 def _clip(text: str | None, n: int = 500) -> str | None:
@@ -293,6 +305,21 @@ def apply_delivery_status(
             s.add(row)
             s.commit()
         return row, changed
+
+
+def message_ids_for_recipient(engine: Engine, *, channel: str, recipient: str, except_key: str) -> set[str]:
+    """Provider message ids already recorded for other notifications to this recipient
+    (reconciliation must not claim one of them as the lost message)."""
+    with Session(engine) as s:
+        rows = s.exec(
+            select(NotificationLog.provider_message_id).where(
+                NotificationLog.channel == channel,
+                NotificationLog.recipient == recipient,
+                NotificationLog.key != except_key,
+                col(NotificationLog.provider_message_id).is_not(None),
+            )
+        ).all()
+    return {r for r in rows if r}
 
 
 def unsignalled_failures(engine: Engine, keys: list[str]) -> list[NotificationLog]:

@@ -135,6 +135,7 @@ class SendNotificationResult:
     provider_message_id: str | None = None
     error_code: str | None = None
     reason: str | None = None
+    provider: str | None = None  # twilio_sms | twilio_whatsapp | sendgrid_email | outbox
 
 
 @dataclass

@@ -85,3 +85,9 @@ def test_timezone_for(e164: str | None, country: str | None, tz: str) -> None:
 
 def test_region_for() -> None:
     assert phones.region_for("+821012345678") == "KR"
+
+
+def test_is_valid() -> None:
+    assert phones.is_valid("+919876543210")
+    assert not phones.is_valid("+91555")
+    assert not phones.is_valid("9876543210")

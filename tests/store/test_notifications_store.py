@@ -67,6 +67,17 @@ def test_release_returns_to_pending_and_failure_is_final(engine: Engine) -> None
     assert failed.status == "failed" and failed.error_code == "21211" and len(failed.reason or "") == 500
 
 
+def test_unknown_outcome_can_be_retried_or_confirmed(engine: Engine) -> None:
+    row = claim(engine).row
+    a1 = ns.begin_attempt(engine, row, provider="twilio_sms", recipient="+91")
+    unknown = ns.mark_unknown(engine, a1, error_code="network", reason="read timeout")
+    assert unknown is not None and unknown.status == "unknown"
+    assert ns.release_attempt(engine, unknown, error_code=None, reason=None) is None  # only from sending
+    a2 = ns.begin_attempt(engine, unknown, provider="twilio_sms", recipient="+91")
+    assert a2 is not None and a2.attempt == 2 and a2.status == "sending"
+    assert ns.mark_sent(engine, a2, provider_message_id="SM7").status == "sent"
+
+
 def test_delivery_status_never_moves_backwards(engine: Engine) -> None:
     row = claim(engine).row
     a1 = ns.begin_attempt(engine, row, provider="twilio_sms", recipient="+91")
