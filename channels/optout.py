@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from channels.base import InboundMessage, StatusUpdate
-from store.notifications import is_opted_out, set_opt_out
+from store.notifications import is_opted_out, record_inbound, set_opt_out
 
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
@@ -66,3 +66,22 @@ def apply_status(engine: Engine, upd: StatusUpdate) -> str | None:
 
 def opted_out(engine: Engine, channel: str, address: str) -> bool:
     return is_opted_out(engine, channel=channel, address=address)
+
+
+def record_inbound_message(engine: Engine, msg: InboundMessage) -> tuple[bool, str | None]:
+    """For the inbound webhooks: log the message (opens WhatsApp's 24-hour window; duplicates
+    from provider retries are ignored) and apply its opt-out keyword.
+    Returns (new, "opt_out" | "opt_in" | None); a duplicate changes nothing."""
+    new = record_inbound(
+        engine,
+        provider=msg.provider,
+        provider_message_id=msg.provider_message_id,
+        channel=msg.channel,
+        from_address=msg.from_address,
+        to_address=msg.to_address,
+        body=msg.body,
+        received_at=msg.received_at,
+    )
+    if not new:
+        return False, None
+    return True, apply_inbound(engine, msg)

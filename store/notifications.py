@@ -280,14 +280,13 @@ def apply_delivery_status(
     """Record a provider callback on the row found by key (preferred) or provider message id.
     Returns (row, changed). Out-of-order callbacks never move the status backwards."""
     with Session(engine, expire_on_commit=False) as s:
-        stmt = select(NotificationLog).with_for_update()
+        row = None
         if key:
-            stmt = stmt.where(NotificationLog.key == key)
-        elif provider_message_id:
-            stmt = stmt.where(NotificationLog.provider_message_id == provider_message_id)
-        else:
-            return None, False
-        row = s.exec(stmt).first()
+            row = s.exec(select(NotificationLog).where(NotificationLog.key == key).with_for_update()).first()
+        if row is None and provider_message_id:
+            row = s.exec(
+                select(NotificationLog).where(NotificationLog.provider_message_id == provider_message_id).with_for_update()
+            ).first()
         if row is None:
             return None, False
         changed = False
@@ -320,6 +319,15 @@ def message_ids_for_recipient(engine: Engine, *, channel: str, recipient: str, e
             )
         ).all()
     return {r for r in rows if r}
+
+
+def key_for_message_id(engine: Engine, provider_message_id: str | None) -> str | None:
+    if not provider_message_id:
+        return None
+    with Session(engine) as s:
+        return s.exec(
+            select(NotificationLog.key).where(NotificationLog.provider_message_id == provider_message_id)
+        ).first()
 
 
 def unsignalled_failures(engine: Engine, keys: list[str]) -> list[NotificationLog]:
