@@ -57,7 +57,12 @@ from domain import phones
 from store import notifications as ns
 from store.models import Shipment
 from templates import TemplateContextError, render
-from workflows.messages import SEND_NOTIFICATION, SendNotificationInput, SendNotificationResult
+from workflows.messages import (
+    GET_NOTIFY_POLICY,
+    SEND_NOTIFICATION,
+    SendNotificationInput,
+    SendNotificationResult,
+)
 from workflows.notify_policy import CHANNELS, MerchantPolicy
 
 log = logging.getLogger(__name__)
@@ -94,6 +99,12 @@ class NotifyActivities:
     async def send_notification(self, inp: SendNotificationInput) -> SendNotificationResult:
         # The SDKs and the database driver block: keep them off the worker's event loop.
         return await asyncio.to_thread(self.send_sync, inp)
+
+    @activity.defn(name=GET_NOTIFY_POLICY)
+    async def get_notify_policy(self, merchant_id: str) -> MerchantPolicy:
+        """The merchant's notification policy, quiet hours resolved. Cheaper alternative: the
+        API reads ChannelSettings.policy_for() once and passes it in the workflow input."""
+        return self.settings.policy_for(merchant_id)
 
     # ---- the work ------------------------------------------------------------------------
     def send_sync(self, inp: SendNotificationInput) -> SendNotificationResult:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,14 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workflows.notify_policy import DEFAULT_QUIET_HOURS, PolicyBook, parse_quiet_hours, policy_book_from_dict
+from workflows.notify_policy import (
+    DEFAULT_QUIET_HOURS,
+    MerchantPolicy,
+    PolicyBook,
+    effective_quiet_hours,
+    parse_quiet_hours,
+    policy_book_from_dict,
+)
 
 TWILIO_STATUS_PATH = "/v1/webhooks/twilio/status"
 TWILIO_INBOUND_PATH = "/v1/webhooks/twilio/inbound"
@@ -203,3 +211,9 @@ class ChannelSettings(BaseSettings):
         if self.notify_default_region and "default_region" not in (data.get("default") or {}):
             data = {**data, "default": {**(data.get("default") or {}), "default_region": self.notify_default_region}}
         return policy_book_from_dict(data)
+
+    def policy_for(self, merchant_id: str) -> MerchantPolicy:
+        """The merchant's policy with quiet hours resolved against NDRFLOW_QUIET_HOURS, ready to
+        hand to a workflow (which cannot read configuration itself)."""
+        policy = self.policy_book.policy_for(merchant_id)
+        return replace(policy, quiet_hours=effective_quiet_hours(policy, self.quiet_hours) or "")

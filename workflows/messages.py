@@ -146,3 +146,9 @@ class NotificationStatusInput:
     channel: str
     status: str  # "delivered" | "failed" | "undelivered" | "bounce" | "dropped" | ...
     error_code: str | None = None
+
+
+# Signal name the provider webhooks use for NotificationStatusInput (api/routes/provider_webhooks.py).
+NOTIFICATION_STATUS_SIGNAL = "notification_status"
+# Activity returning the merchant's workflows.notify_policy.MerchantPolicy (quiet hours resolved).
+GET_NOTIFY_POLICY = "get_notify_policy"

@@ -23,13 +23,12 @@ from channels.base import StatusUpdate
 from channels.settings import SENDGRID_EVENTS_PATH, TWILIO_STATUS_PATH, ChannelSettings
 from store import notifications as ns
 from workflows.ids import shipment_workflow_id
-from workflows.messages import NotificationStatusInput
+from workflows.messages import NOTIFICATION_STATUS_SIGNAL, NotificationStatusInput
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["provider webhooks"])
 
-NOTIFICATION_STATUS_SIGNAL = "notification_status"
 MAX_BODY = 2 * 1024 * 1024  # SendGrid batches up to ~1,000 events
 
 

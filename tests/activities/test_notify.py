@@ -336,3 +336,11 @@ async def _message_for(acts: NotifyActivities):
     with Session(acts.engine) as s:
         shipment = s.get(Shipment, "shp_test1")
     return acts._compose(inp(), shipment, "+919876543210", acts.settings.policy_book.policy_for("acme"))
+
+
+async def test_get_notify_policy_resolves_quiet_hours(engine: Engine) -> None:
+    import json
+
+    settings = ChannelSettings(quiet_hours="22:00-08:00", notify_policy=json.dumps({"merchants": {"acme": {"merchant_name": "Acme"}}}))
+    policy = await ActivityEnvironment().run(NotifyActivities(engine, settings).get_notify_policy, "acme")
+    assert (policy.merchant_name, policy.quiet_hours) == ("Acme", "22:00-08:00")

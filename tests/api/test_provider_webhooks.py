@@ -3,6 +3,7 @@ log, opt-outs, and the notification_status signal to the shipment workflow."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -263,3 +264,47 @@ def test_sendgrid_503_then_redelivery_still_signals(client: TestClient, engine: 
     temporal.fail_with = None
     assert post_sendgrid(client, batch).status_code == 204  # events already seen, signal still owed
     assert len(temporal.signals) == 1
+
+
+# ---- round trip over real HTTP: SDK -> fake Twilio -> signed callback -> our webhook ---------
+@pytest.fixture(scope="module")
+def live_fake():
+    fake = FakeProviders()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+async def test_round_trip_through_the_fake_twilio(engine: Engine, temporal: FakeTemporal, live_fake: FakeProviders) -> None:
+    from sqlmodel import Session
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.notify import NotifyActivities
+    from store.models import Shipment
+    from tests.channels.fake_providers import serve_in_thread, stop_server
+    from workflows.messages import SendNotificationInput
+
+    live_fake.reset()
+    with Session(engine) as s:
+        s.add(Shipment(shipment_id="shp_rt", workflow_id="shipment-shp_rt", merchant_id="acme", carrier="generic", tracking_number="T9", customer_phone="+919876543210"))
+        s.commit()
+    settings = live_fake.twilio_settings(public_base_url=PUBLIC)
+    acts = NotifyActivities(engine, settings)
+    inp = SendNotificationInput(shipment_id="shp_rt", purpose="picked_up", occurrence="e1", channel="sms")
+    res = await ActivityEnvironment().run(acts.send_notification, inp)
+    assert res.status == "sent"
+
+    app = make_app(engine, temporal)
+    server, thread, ours = serve_in_thread(app)  # reached on loopback, signed for PUBLIC
+    try:
+        status = await asyncio.to_thread(live_fake.deliver_status_callback, res.provider_message_id, "sent", via=ours)
+        assert status == 204
+        status = await asyncio.to_thread(live_fake.deliver_status_callback, res.provider_message_id, "undelivered", error_code="30005", via=ours)
+        assert status == 204
+        forged = await asyncio.to_thread(live_fake.deliver_status_callback, res.provider_message_id, "failed", via=ours, token="forged")
+        assert forged == 403
+    finally:
+        stop_server(server, thread)
+    row = ns.get_notification(engine, inp.key)
+    assert (row.status, row.delivery_status, row.error_code) == ("sent", "undelivered", "30005")
+    assert [(w, p.key, p.status) for w, _, p in temporal.signals] == [("shipment-shp_rt", inp.key, "undelivered")]

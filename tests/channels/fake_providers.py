@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+import httpx
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
@@ -189,25 +190,29 @@ class FakeProviders:
             "X-Twilio-Email-Event-Webhook-Timestamp": ts,
         }
 
+    def deliver_status_callback(
+        self, sid: str, status: str, *, error_code: str | None = None, via: str | None = None, token: str = AUTH_TOKEN
+    ) -> int:
+        """POST a signed status callback for a message we accepted, as Twilio would, to its
+        StatusCallback URL. The signature covers that public URL; `via` (e.g. the loopback
+        address of the server under test) is where it is actually sent, like a reverse proxy."""
+        with self.lock:
+            msg = next(m for m in self.state.twilio_messages if m["sid"] == sid)
+        url = str(msg["_form"]["StatusCallback"])
+        whatsapp = str(msg["to"]).startswith("whatsapp:")
+        body, headers = self.signed_status_callback(
+            url, sid, status, error_code=error_code, to=str(msg["to"]).removeprefix("whatsapp:"), token=token, whatsapp=whatsapp
+        )
+        parts = urlsplit(url)
+        target = url if via is None else via.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+        return httpx.post(target, content=body, headers=headers, timeout=5).status_code
+
     # ---- server ------------------------------------------------------------------------
     def start(self) -> None:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True, name="fake-providers")
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake providers did not start")
-            time.sleep(0.01)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._server, self._thread, self.base_url = serve_in_thread(self.app)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_server(self._server, self._thread)
 
     # ---- the fake APIs -----------------------------------------------------------------
     def _take_fault(self, provider: str, to: str) -> Fault | None:
@@ -320,6 +325,28 @@ class FakeProviders:
             return Response(status_code=202, headers={"X-Message-Id": message_id})
 
         return app
+
+
+def serve_in_thread(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
+    """Run an ASGI app on 127.0.0.1 and a free port in a daemon thread; returns its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True, name="loopback-server")
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("loopback server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def stop_server(server: uvicorn.Server | None, thread: threading.Thread | None) -> None:
+    if server is not None:
+        server.should_exit = True
+    if thread is not None:
+        thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
