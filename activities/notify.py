@@ -44,7 +44,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jinja2 import TemplateNotFound
+from jinja2 import TemplateError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio import activity
@@ -131,7 +131,9 @@ class NotifyActivities:
         provider_name = self.registry.provider_name(inp.channel)
         try:
             msg = self._compose(inp, shipment, to, policy)
-        except (TemplateContextError, TemplateNotFound) as exc:
+        except (TemplateContextError, TemplateError, ValueError, TypeError) as exc:
+            # A missing template or variable, or a malformed date in the context: a bug or a
+            # configuration problem that no retry fixes. Recorded as failed, loudly.
             log.error("notification %s: template problem: %s", key, exc)
             row = ns.claim_notification(self.engine, **self._row_args(inp, provider_name, to)).row
             if row.status not in ns.FINAL_SEND_STATUSES:
@@ -270,6 +272,21 @@ class NotifyActivities:
         else:
             ns.release_attempt(self.engine, attempt, error_code=err.code, reason=err.message)
         raise _retryable(err, "send") from err
+
+
+def notify_worker(client: Any, engine: Engine, settings: Any, *, task_queue: str | None = None, registry: ChannelRegistry | None = None) -> Any:
+    """A worker for the provider task queue (NDRFLOW_NOTIFY_TASK_QUEUE). The server enforces
+    max_task_queue_activities_per_second across every worker polling that queue, so provider
+    rate limits hold however many workers run."""
+    from temporalio.worker import Worker
+
+    acts = NotifyActivities(engine, settings, registry)
+    return Worker(
+        client,
+        task_queue=task_queue or acts.settings.notify_task_queue,
+        activities=[acts.send_notification, acts.get_notify_policy],
+        max_task_queue_activities_per_second=acts.settings.notify_max_per_second,
+    )
 
 
 def base_context(shipment: Shipment, policy: MerchantPolicy, public_base_url: str) -> dict[str, Any]:

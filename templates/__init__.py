@@ -266,7 +266,7 @@ def _first_existing(channel: str, purpose: str, chain: list[str], suffix: str) -
 
 
 def build_context(purpose: str, context: Mapping[str, Any]) -> dict[str, Any]:
-    missing = [k for k in (*COMMON_REQUIRED, *PURPOSE_REQUIRED.get(purpose, ())) if context.get(k) in (None, "")]
+    missing = [k for k in (*COMMON_REQUIRED, *PURPOSE_REQUIRED.get(purpose, ())) if context.get(k) in (None, "", [])]
     if missing:
         raise TemplateContextError(f"template context for {purpose!r} lacks {', '.join(missing)}")
     ctx = {**COMMON_OPTIONAL, **PURPOSE_OPTIONAL.get(purpose, {})}

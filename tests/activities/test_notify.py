@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.notify import NotifyActivities
+from activities.notify import NotifyActivities, notify_worker
 from channels import outbox
 from channels.base import ChannelError, SendResult
 from channels.registry import ChannelRegistry
@@ -21,7 +25,7 @@ from channels.settings import ChannelSettings
 from store import notifications as ns
 from store.models import Shipment, utcnow
 from tests.channels.fake_providers import FakeProviders
-from workflows.messages import SendNotificationInput
+from workflows.messages import SEND_NOTIFICATION, SendNotificationInput, SendNotificationResult
 
 LOCAL = ChannelSettings(twilio_auth_token="t", public_base_url="https://ndr.example.com")
 
@@ -344,3 +348,46 @@ async def test_get_notify_policy_resolves_quiet_hours(engine: Engine) -> None:
     settings = ChannelSettings(quiet_hours="22:00-08:00", notify_policy=json.dumps({"merchants": {"acme": {"merchant_name": "Acme"}}}))
     policy = await ActivityEnvironment().run(NotifyActivities(engine, settings).get_notify_policy, "acme")
     assert (policy.merchant_name, policy.quiet_hours) == ("Acme", "22:00-08:00")
+
+
+async def test_bad_template_context_from_the_workflow_is_recorded_not_retried(engine: Engine) -> None:
+    add_shipment(engine)
+    acts = NotifyActivities(engine, LOCAL)
+    res = await run(acts, inp(purpose="ndr_which_case", cases=[]))
+    assert (res.status, res.error_code) == ("failed", "template")
+    res = await run(acts, inp(purpose="delivered", occurrence="e9", delivered_at="yesterday-ish"))
+    assert (res.status, res.error_code) == ("failed", "template")
+    assert ns.list_outbox(engine) == []
+
+
+# ---- on a real (time-skipping) Temporal server -----------------------------------------------
+@workflow.defn(sandboxed=False)
+class SendTwice:
+    """Stands in for the shipment workflow: sends on the provider queue, then repeats the send."""
+
+    @workflow.run
+    async def run(self, i: SendNotificationInput, notify_queue: str) -> list[SendNotificationResult]:
+        out = []
+        for _ in range(2):  # a replayed or repeated send returns the recorded result
+            out.append(
+                await workflow.execute_activity(
+                    SEND_NOTIFICATION, i, task_queue=notify_queue, result_type=SendNotificationResult,
+                    start_to_close_timeout=timedelta(seconds=60), retry_policy=RetryPolicy(maximum_attempts=3),
+                )
+            )
+        return out
+
+
+async def test_notify_worker_serves_the_provider_queue(engine: Engine, time_env, task_queue: str) -> None:
+    notify_queue = task_queue + "-notify"
+    add_shipment(engine)
+    client = time_env.client
+    async with notify_worker(client, engine, LOCAL, task_queue=notify_queue), Worker(
+        client, task_queue=task_queue, workflows=[SendTwice], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        results = await client.execute_workflow(
+            SendTwice.run, args=[inp(), notify_queue], id=f"wf-{uuid.uuid4()}", task_queue=task_queue
+        )
+    assert [r.status for r in results] == ["sent", "sent"]
+    assert results[0] == results[1]
+    assert len(ns.list_outbox(engine)) == 1
