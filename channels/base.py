@@ -61,6 +61,8 @@ class InboundMessage:
     optout: str | None = None
     subject: str | None = None
     profile_name: str | None = None  # WhatsApp display name
+    # WhatsApp quick-reply button tapped (Content template): its payload id; Body is its text.
+    button_payload: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
 

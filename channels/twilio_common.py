@@ -272,6 +272,7 @@ def parse_inbound(provider: str, raw: bytes) -> InboundMessage:
         received_at=datetime.now(UTC),
         optout=optout.classify(body, _one(form, "OptOutType") or None),
         profile_name=_one(form, "ProfileName") or None,
+        button_payload=_one(form, "ButtonPayload") or None,
         raw={k: v[0] if len(v) == 1 else v for k, v in form.items()},
     )
 

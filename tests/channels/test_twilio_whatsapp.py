@@ -119,7 +119,9 @@ def test_lost_response_is_reconciled(fake: FakeProviders) -> None:
 def test_parse_inbound() -> None:
     msg = provider.parse_inbound(RAW_INBOUND_WHATSAPP)
     assert (msg.channel, msg.from_address, msg.to_address, msg.body) == ("whatsapp", "+919876543210", "+14155238886", "2")
-    assert msg.profile_name == "Asha" and msg.optout is None
+    assert msg.profile_name == "Asha" and msg.optout is None and msg.button_payload is None
+    tapped = provider.parse_inbound(RAW_INBOUND_WHATSAPP.replace(b"Body=2", b"Body=Pick+a+date&ButtonText=Pick+a+date&ButtonPayload=reschedule"))
+    assert (tapped.body, tapped.button_payload) == ("Pick a date", "reschedule")
 
 
 @pytest.mark.parametrize(("body", "expected"), [("STOP", "opt_out"), ("Cancel", "opt_out"), ("start", "opt_in"), ("1", None)])
