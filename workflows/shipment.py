@@ -7,6 +7,7 @@ signal-with-start), so arrival order never matters. Carrier events are signals, 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -15,7 +16,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from domain.events import CarrierEvent
     from domain.status import decide, event_dedupe_key
-    from domain.taxonomy import TERMINAL_MILESTONES, parse_milestone
+    from domain.taxonomy import TERMINAL_MILESTONES, Milestone, parse_milestone
     from workflows import search
     from workflows.messages import (
         SYNC_READ_MODEL,
@@ -76,7 +77,7 @@ class ShipmentWorkflow:
                     break
                 try:
                     await workflow.wait_condition(lambda: bool(self._pending) or self._dirty, timeout=remaining)
-                except TimeoutError:
+                except asyncio.TimeoutError:
                     break
             await self._apply_pending()
             if self._should_continue_as_new(inp):
