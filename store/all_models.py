@@ -1,3 +1,3 @@
 """Import every table module so SQLModel.metadata is complete (Alembic, tests)."""
 
-from store import models, notifications  # noqa: F401
+from store import carriers, models, notifications  # noqa: F401

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -65,16 +65,25 @@ class Shipment(SQLModel, table=True):
     closed: bool = False
 
 
-class PendingCarrierEvent(SQLModel, table=True):
-    """Carrier events for a (carrier, tracking number) nobody has registered yet. Delivered to
-    the workflow when the registration arrives; kept afterwards for audit (delivered_at set)."""
+class CarrierEventLog(SQLModel, table=True):
+    """Every carrier event we accepted, keyed by its dedupe key (carrier event id, or code+time).
 
-    __tablename__ = "pending_carrier_events"
+    Doubles as the waiting room for events whose (carrier, tracking number) nobody has registered
+    yet (shipment_id empty): they are delivered when the registration arrives. `delivered_at` is
+    set only after the workflow got the signal, so a carrier retry after a failed signal is
+    delivered again rather than dropped as a duplicate (the workflow dedupes too)."""
+
+    __tablename__ = "carrier_events"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_carrier_events_dedupe_key"),
+        Index("ix_carrier_events_carrier_tracking", "carrier", "tracking_number"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=200)
     carrier: str = Field(max_length=32)
-    tracking_number: str = Field(max_length=64, index=True)
-    dedupe_key: str = Field(unique=True, max_length=200)
+    tracking_number: str = Field(max_length=64)
+    shipment_id: str | None = Field(default=None, max_length=40, index=True)
     event: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     received_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = None

@@ -152,3 +152,33 @@ class NotificationStatusInput:
 NOTIFICATION_STATUS_SIGNAL = "notification_status"
 # Activity returning the merchant's workflows.notify_policy.MerchantPolicy (quiet hours resolved).
 GET_NOTIFY_POLICY = "get_notify_policy"
+
+
+# ---- support agents (issue 6) --------------------------------------------------------------
+AGENT_ACTION = "agent_action"
+AGENT_ACTIONS = ("reattempt", "reschedule", "update_address", "rto", "resend_notification", "note", "snooze", "resolve")
+
+
+@dataclass
+class AgentActionInput:
+    """An agent's action on a shipment, sent as a Temporal Update (validated, audited, in the timeline)."""
+
+    action: str  # one of AGENT_ACTIONS
+    agent: str  # who: the agent key's name or id
+    reason: str = ""  # why (required for everything but note, where it is the note text)
+    requested_date: str | None = None  # YYYY-MM-DD for reschedule
+    address: dict[str, Any] | None = None  # for update_address
+    phone: str | None = None  # E.164, for update_address (phone change)
+    until: str | None = None  # ISO UTC, for snooze
+    purpose: str | None = None  # for resend_notification (default: the latest message's purpose)
+    action_id: str = ""  # idempotency key from the API: a retried request applies once
+    requested_at: str = ""  # ISO UTC
+
+
+@dataclass
+class AgentActionResult:
+    accepted: bool
+    detail: str
+    needs_attention: bool = False
+    attention_reason: str | None = None
+    duplicate: bool = False

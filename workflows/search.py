@@ -13,6 +13,7 @@ from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
     SearchAttributeUpdate,
+    TypedSearchAttributes,
 )
 
 from workflows.messages import ShipmentState
@@ -46,15 +47,17 @@ def updates_for(st: ShipmentState) -> list[SearchAttributeUpdate]:
     return pairs
 
 
-def initial_pairs(merchant_id: str, carrier: str) -> list[SearchAttributePair]:
+def initial_attributes(merchant_id: str, carrier: str) -> TypedSearchAttributes:
     """Set at start so a shipment is findable by merchant and carrier from its first moment."""
-    return [
-        SearchAttributePair(SHIPMENT_STATUS, "created"),
-        SearchAttributePair(CARRIER, carrier),
-        SearchAttributePair(MERCHANT_ID, merchant_id),
-        SearchAttributePair(NEEDS_ATTENTION, False),
-        SearchAttributePair(NDR_ATTEMPTS, 0),
-    ]
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SHIPMENT_STATUS, "created"),
+            SearchAttributePair(CARRIER, carrier),
+            SearchAttributePair(MERCHANT_ID, merchant_id),
+            SearchAttributePair(NEEDS_ATTENTION, False),
+            SearchAttributePair(NDR_ATTEMPTS, 0),
+        ]
+    )
 
 
 def dev_server_flags() -> list[str]:

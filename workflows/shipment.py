@@ -7,7 +7,6 @@ signal-with-start), so arrival order never matters. Carrier events are signals, 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -16,8 +15,9 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from domain.events import CarrierEvent
     from domain.status import decide, event_dedupe_key
-    from domain.taxonomy import TERMINAL_MILESTONES, Milestone, parse_milestone
+    from domain.taxonomy import TERMINAL_MILESTONES, parse_milestone
     from workflows import search
+    from workflows.ids import shipment_id_from_workflow_id
     from workflows.messages import (
         SYNC_READ_MODEL,
         CarrierEventsInput,
@@ -77,7 +77,7 @@ class ShipmentWorkflow:
                     break
                 try:
                     await workflow.wait_condition(lambda: bool(self._pending) or self._dirty, timeout=remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             await self._apply_pending()
             if self._should_continue_as_new(inp):
@@ -175,8 +175,6 @@ class ShipmentWorkflow:
         if self.state is None:
             # Handlers can run before `run` starts (signal-with-start); the id comes from the
             # workflow id so they never need the input.
-            from workflows.ids import shipment_id_from_workflow_id
-
             self.state = ShipmentState(shipment_id=shipment_id or shipment_id_from_workflow_id(workflow.info().workflow_id))
         return self.state
 
