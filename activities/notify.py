@@ -92,7 +92,9 @@ class NotifyActivities:
 
     def __init__(self, engine: Engine, settings: Any, registry: ChannelRegistry | None = None) -> None:
         self.engine = engine
-        self.settings = settings if isinstance(settings, ChannelSettings) else ChannelSettings.from_settings(settings)
+        self.settings = (
+            settings if isinstance(settings, ChannelSettings) else ChannelSettings.from_settings(settings)
+        )
         self.registry = registry or ChannelRegistry(self.settings)
 
     @activity.defn(name=SEND_NOTIFICATION)
@@ -170,7 +172,9 @@ class NotifyActivities:
             sent = provider.send(msg, self.settings, self.engine)
         except ChannelError as err:
             return self._failed(attempt, msg, err)
-        row = ns.mark_sent(self.engine, attempt, provider_message_id=sent.provider_message_id, reason=sent.detail or None)
+        row = ns.mark_sent(
+            self.engine, attempt, provider_message_id=sent.provider_message_id, reason=sent.detail or None
+        )
         log.info("notification %s sent via %s (%s)", key, provider_name, sent.provider_message_id)
         return _result(row)
 
@@ -204,9 +208,12 @@ class NotifyActivities:
             recipient=to,
         )
 
-    def _skip(self, inp: SendNotificationInput, to: str | None, code: str, why: str) -> SendNotificationResult:
+    def _skip(
+        self, inp: SendNotificationInput, to: str | None, code: str, why: str
+    ) -> SendNotificationResult:
         row = ns.claim_notification(
-            self.engine, **{**self._row_args(inp, "", to), "status": "skipped", "error_code": code, "reason": why}
+            self.engine,
+            **{**self._row_args(inp, "", to), "status": "skipped", "error_code": code, "reason": why},
         ).row
         if row.status not in ns.FINAL_SEND_STATUSES:
             # claimed earlier and only now skippable (e.g. STOP arrived between two attempts)
@@ -214,14 +221,20 @@ class NotifyActivities:
         log.info("notification %s skipped: %s", inp.key, code)
         return _result(row)
 
-    def _compose(self, inp: SendNotificationInput, shipment: Shipment, to: str, policy: MerchantPolicy) -> OutboundMessage:
+    def _compose(
+        self, inp: SendNotificationInput, shipment: Shipment, to: str, policy: MerchantPolicy
+    ) -> OutboundMessage:
         ctx = base_context(shipment, policy, self.settings.public_base_url)
         ctx.update(inp.context or {})
-        rendered = render(inp.channel, inp.purpose, shipment.customer_locale, ctx, tz=shipment.customer_timezone)
+        rendered = render(
+            inp.channel, inp.purpose, shipment.customer_locale, ctx, tz=shipment.customer_timezone
+        )
         within = False
         if inp.channel == "whatsapp":
             last = ns.last_inbound_at(self.engine, channel="whatsapp", from_address=to)
-            within = last is not None and datetime.now(UTC) - last < timedelta(hours=self.settings.whatsapp_session_hours)
+            within = last is not None and datetime.now(UTC) - last < timedelta(
+                hours=self.settings.whatsapp_session_hours
+            )
         return OutboundMessage(
             key=inp.key,
             shipment_id=inp.shipment_id,
@@ -243,13 +256,24 @@ class NotifyActivities:
     def _reconcile(self, row: ns.NotificationLog, msg: OutboundMessage) -> SendNotificationResult | None:
         """The previous attempt's outcome is unknown (see the module docstring)."""
         if row.provider_message_id:  # a callback recorded it after the provider took it
-            return _result(ns.mark_sent(self.engine, row, provider_message_id=row.provider_message_id, reason="reconciled from callback"))
+            return _result(
+                ns.mark_sent(
+                    self.engine,
+                    row,
+                    provider_message_id=row.provider_message_id,
+                    reason="reconciled from callback",
+                )
+            )
         try:
-            provider = self.registry.by_name(row.provider) if row.provider else self.registry.provider(msg.channel)
+            provider = (
+                self.registry.by_name(row.provider) if row.provider else self.registry.provider(msg.channel)
+            )
         except KeyError:
             provider = self.registry.provider(msg.channel)
         since = row.attempt_started_at or row.created_at
-        exclude = ns.message_ids_for_recipient(self.engine, channel=msg.channel, recipient=msg.to, except_key=msg.key)
+        exclude = ns.message_ids_for_recipient(
+            self.engine, channel=msg.channel, recipient=msg.to, except_key=msg.key
+        )
         try:
             found = provider.reconcile(msg, self.settings, self.engine, since, exclude)
         except ChannelError as err:
@@ -257,14 +281,24 @@ class NotifyActivities:
         if found is None:
             log.warning("notification %s: earlier attempt not found at the provider; sending again", msg.key)
             return None
-        log.warning("notification %s: earlier attempt reached the provider (%s); not sending again", msg.key, found.provider_message_id)
-        return _result(ns.mark_sent(self.engine, row, provider_message_id=found.provider_message_id, reason="reconciled"))
+        log.warning(
+            "notification %s: earlier attempt reached the provider (%s); not sending again",
+            msg.key,
+            found.provider_message_id,
+        )
+        return _result(
+            ns.mark_sent(self.engine, row, provider_message_id=found.provider_message_id, reason="reconciled")
+        )
 
-    def _failed(self, attempt: ns.NotificationLog, msg: OutboundMessage, err: ChannelError) -> SendNotificationResult:
+    def _failed(
+        self, attempt: ns.NotificationLog, msg: OutboundMessage, err: ChannelError
+    ) -> SendNotificationResult:
         if err.permanent:
             row = ns.mark_failed(self.engine, attempt, error_code=err.code, reason=err.message)
             if err.code == "21610":  # Twilio: the recipient sent STOP to our sender
-                ns.set_opt_out(self.engine, channel=msg.channel, address=msg.to, opted_out=True, source="twilio_21610")
+                ns.set_opt_out(
+                    self.engine, channel=msg.channel, address=msg.to, opted_out=True, source="twilio_21610"
+                )
             log.warning("notification %s failed permanently: %s", msg.key, err)
             return _result(row)
         if err.maybe_sent:  # the next attempt reconciles before sending again
@@ -274,7 +308,14 @@ class NotifyActivities:
         raise _retryable(err, "send") from err
 
 
-def notify_worker(client: Any, engine: Engine, settings: Any, *, task_queue: str | None = None, registry: ChannelRegistry | None = None) -> Any:
+def notify_worker(
+    client: Any,
+    engine: Engine,
+    settings: Any,
+    *,
+    task_queue: str | None = None,
+    registry: ChannelRegistry | None = None,
+) -> Any:
     """A worker for the provider task queue (NDRFLOW_NOTIFY_TASK_QUEUE). The server enforces
     max_task_queue_activities_per_second across every worker polling that queue, so provider
     rate limits hold however many workers run."""

@@ -70,7 +70,9 @@ class InboundMessage:
 class StatusUpdate:
     provider: str
     channel: str
-    status: str | None  # normalised: queued sent delivered read failed undelivered bounce dropped processed deferred open click
+    status: (
+        str | None
+    )  # normalised: queued sent delivered read failed undelivered bounce dropped processed deferred open click
     provider_message_id: str | None = None
     key: str | None = None  # our notification key, when the callback carries it
     error_code: str | None = None

@@ -23,7 +23,7 @@ _TWILIO_OPT_OUT_TYPE = {"STOP": "opt_out", "START": "opt_in"}
 
 
 def classify(body: str | None, opt_out_type: str | None = None) -> str | None:
-    """"opt_out", "opt_in" or None."""
+    """ "opt_out", "opt_in" or None."""
     if opt_out_type and opt_out_type.upper() in _TWILIO_OPT_OUT_TYPE:
         return _TWILIO_OPT_OUT_TYPE[opt_out_type.upper()]
     word = (body or "").strip().rstrip(".!").strip().upper()

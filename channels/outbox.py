@@ -54,7 +54,9 @@ def reconcile(
     found = outbox_by_key(engine, msg.key)
     if found is None:
         return None
-    return SendResult(provider=PROVIDER, provider_message_id=found.message_id, status="delivered", detail="reconciled")
+    return SendResult(
+        provider=PROVIDER, provider_message_id=found.message_id, status="delivered", detail="reconciled"
+    )
 
 
 def parse_inbound(raw: bytes, content_type: str = "application/x-www-form-urlencoded") -> InboundMessage:

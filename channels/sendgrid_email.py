@@ -72,7 +72,11 @@ def build_payload(msg: OutboundMessage, settings: ChannelSettings) -> dict[str, 
     name = msg.sender_name or settings.sendgrid_from_name
     if name:
         sender["name"] = name
-    payload: dict[str, Any] = {"personalizations": [personalization], "from": sender, "categories": [msg.purpose]}
+    payload: dict[str, Any] = {
+        "personalizations": [personalization],
+        "from": sender,
+        "categories": [msg.purpose],
+    }
     reply_to = msg.reply_to or settings.sendgrid_reply_to
     if reply_to:
         payload["reply_to"] = {"email": reply_to}
@@ -97,18 +101,39 @@ def classify_error(exc: BaseException) -> ChannelError:
             errors = json.loads(exc.body or b"{}").get("errors") or []
         except (ValueError, AttributeError):
             errors = []
-        text = "; ".join(f"{e.get('field') or ''} {e.get('message') or ''}".strip() for e in errors if isinstance(e, dict))[:300]
+        text = "; ".join(
+            f"{e.get('field') or ''} {e.get('message') or ''}".strip() for e in errors if isinstance(e, dict)
+        )[:300]
         if status == 429:
             reset = _header(exc.headers, "Retry-After") or _header(exc.headers, "X-RateLimit-Reset")
-            return ChannelError("429", False, f"rate limited {text}".strip(), retry_after=_retry_after(reset), http_status=status)
+            return ChannelError(
+                "429",
+                False,
+                f"rate limited {text}".strip(),
+                retry_after=_retry_after(reset),
+                http_status=status,
+            )
         if status >= 500:
-            return ChannelError(str(status), False, f"SendGrid {status} {text}".strip(), maybe_sent=True, http_status=status)
-        if status == 400 and any("email" in str(e.get("field", "")) or "email" in str(e.get("message", "")).lower() for e in errors if isinstance(e, dict)):
+            return ChannelError(
+                str(status), False, f"SendGrid {status} {text}".strip(), maybe_sent=True, http_status=status
+            )
+        if status == 400 and any(
+            "email" in str(e.get("field", "")) or "email" in str(e.get("message", "")).lower()
+            for e in errors
+            if isinstance(e, dict)
+        ):
             return ChannelError("invalid_email", True, text or "invalid email address", http_status=status)
         if status in (401, 403):
-            return ChannelError(str(status), True, f"SendGrid refused our credentials: check NDRFLOW_SENDGRID_API_KEY {text}".strip(), http_status=status)
+            return ChannelError(
+                str(status),
+                True,
+                f"SendGrid refused our credentials: check NDRFLOW_SENDGRID_API_KEY {text}".strip(),
+                http_status=status,
+            )
         return ChannelError(str(status), True, text or f"HTTP {status}", http_status=status)
-    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, ConnectionRefusedError | socket.gaierror):
+    if isinstance(exc, urllib.error.URLError) and isinstance(
+        exc.reason, ConnectionRefusedError | socket.gaierror
+    ):
         return ChannelError("connect_error", False, f"could not connect to SendGrid: {exc.reason}")
     if isinstance(exc, ConnectionRefusedError):
         return ChannelError("connect_error", False, "could not connect to SendGrid")
@@ -163,14 +188,23 @@ def reconcile(
     Without an event webhook (no public key configured) there is no witness: send again."""
     row = get_notification(engine, msg.key) if engine is not None else None
     if row is not None and (row.delivery_status or row.provider_message_id):
-        return SendResult(PROVIDER, row.provider_message_id, status=row.delivery_status or "sent", detail="reconciled from SendGrid events")
+        return SendResult(
+            PROVIDER,
+            row.provider_message_id,
+            status=row.delivery_status or "sent",
+            detail="reconciled from SendGrid events",
+        )
     if not settings.sendgrid_event_public_key:
         return None
     waited = (datetime.now(UTC) - since).total_seconds()
     remaining = settings.sendgrid_reconcile_wait_seconds - waited
     if remaining > 0:
         raise ChannelError(
-            "awaiting_events", False, "earlier attempt's outcome unknown; waiting for SendGrid events", maybe_sent=True, retry_after=remaining
+            "awaiting_events",
+            False,
+            "earlier attempt's outcome unknown; waiting for SendGrid events",
+            maybe_sent=True,
+            retry_after=remaining,
         )
     return None
 
@@ -251,7 +285,9 @@ def parse_status(raw: bytes, query: Mapping[str, str] | None = None) -> list[Sta
 def _multipart_fields(raw: bytes, content_type: str) -> dict[str, str]:
     if "multipart/form-data" not in content_type.lower():
         raise ValueError("expected multipart/form-data (SendGrid Inbound Parse)")
-    message = BytesParser(policy=default_policy).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw)
+    message = BytesParser(policy=default_policy).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+    )
     if not message.is_multipart():
         raise ValueError("multipart body could not be parsed")
     fields: dict[str, str] = {}
@@ -281,7 +317,10 @@ def parse_inbound(raw: bytes, content_type: str = "multipart/form-data") -> Inbo
     to = to or parseaddr(fields.get("to", ""))[1]
     text = fields.get("text") or ""
     headers = fields.get("headers", "")
-    message_id = next((ln.split(":", 1)[1].strip() for ln in headers.splitlines() if ln.lower().startswith("message-id:")), "")
+    message_id = next(
+        (ln.split(":", 1)[1].strip() for ln in headers.splitlines() if ln.lower().startswith("message-id:")),
+        "",
+    )
     ident = message_id or "sg-" + base64.b32encode(sha256(raw).digest()[:15]).decode().lower()
     first_line = text.strip().splitlines()[0] if text.strip() else ""
     return InboundMessage(
@@ -294,5 +333,9 @@ def parse_inbound(raw: bytes, content_type: str = "multipart/form-data") -> Inbo
         subject=fields.get("subject"),
         received_at=datetime.now(UTC),
         optout=optout.classify(first_line) if len(text.strip().splitlines()) <= 1 else None,
-        raw={k: v for k, v in fields.items() if k in ("to", "from", "subject", "envelope", "spam_score", "SPF", "dkim")},
+        raw={
+            k: v
+            for k, v in fields.items()
+            if k in ("to", "from", "subject", "envelope", "spam_score", "SPF", "dkim")
+        },
     )

@@ -79,7 +79,9 @@ class ChannelSettings(BaseSettings):
     sendgrid_reconcile_wait_seconds: float = 300.0
     sendgrid_templates: dict[str, str] = Field(default_factory=dict)  # purpose[.locale] -> d-...
 
-    whatsapp_templates: dict[str, dict[str, WhatsAppTemplate]] = Field(default_factory=dict)  # purpose -> locale -> template
+    whatsapp_templates: dict[str, dict[str, WhatsAppTemplate]] = Field(
+        default_factory=dict
+    )  # purpose -> locale -> template
     whatsapp_templates_file: Path | None = None
     # Free-form WhatsApp only this long after the customer's last message (Twilio allows 24 h;
     # the margin absorbs queueing so an asynchronous 63016 stays rare).
@@ -177,7 +179,9 @@ class ChannelSettings(BaseSettings):
         if self.whatsapp_templates_file:
             data = _read_structured(self.whatsapp_templates_file)
             for purpose, by_locale in dict(data).items():
-                merged[purpose] = {loc: WhatsAppTemplate.model_validate(t) for loc, t in dict(by_locale).items()}
+                merged[purpose] = {
+                    loc: WhatsAppTemplate.model_validate(t) for loc, t in dict(by_locale).items()
+                }
         for purpose, by_locale in self.whatsapp_templates.items():
             merged.setdefault(purpose, {}).update(by_locale)
         return merged
@@ -209,7 +213,10 @@ class ChannelSettings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"NDRFLOW_NOTIFY_POLICY is not valid JSON: {exc}") from exc
         if self.notify_default_region and "default_region" not in (data.get("default") or {}):
-            data = {**data, "default": {**(data.get("default") or {}), "default_region": self.notify_default_region}}
+            data = {
+                **data,
+                "default": {**(data.get("default") or {}), "default_region": self.notify_default_region},
+            }
         return policy_book_from_dict(data)
 
     def policy_for(self, merchant_id: str) -> MerchantPolicy:

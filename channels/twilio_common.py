@@ -70,7 +70,13 @@ class _RebasedHttpClient(TwilioHttpClient):
         if self._base is not None:
             parts = urlsplit(url)
             url = urlunsplit(
-                (self._base.scheme, self._base.netloc, self._base.path.rstrip("/") + parts.path, parts.query, "")
+                (
+                    self._base.scheme,
+                    self._base.netloc,
+                    self._base.path.rstrip("/") + parts.path,
+                    parts.query,
+                    "",
+                )
             )
         self._local.retry_after = None
         response = super().request(method, url, *args, **kwargs)
@@ -95,7 +101,10 @@ def client_for(settings: ChannelSettings) -> Client:
     if not settings.twilio_enabled:
         raise ChannelError("not_configured", True, "Twilio is not configured (NDRFLOW_TWILIO_ACCOUNT_SID)")
     return _client(
-        settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_base_url, settings.twilio_timeout_seconds
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_base_url,
+        settings.twilio_timeout_seconds,
     )
 
 
@@ -108,9 +117,13 @@ def classify_error(exc: BaseException) -> ChannelError:
             return ChannelError(code or "429", False, f"rate limited: {text}", http_status=status)
         if status >= 500:
             # The request reached Twilio: it may have been accepted before the error.
-            return ChannelError(code or str(status), False, f"Twilio {status}: {text}", maybe_sent=True, http_status=status)
+            return ChannelError(
+                code or str(status), False, f"Twilio {status}: {text}", maybe_sent=True, http_status=status
+            )
         key = code or str(status)
-        return ChannelError(key, True, PERMANENT_ERRORS.get(key, text or f"HTTP {status}"), http_status=status)
+        return ChannelError(
+            key, True, PERMANENT_ERRORS.get(key, text or f"HTTP {status}"), http_status=status
+        )
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return ChannelError("connect_timeout", False, "could not connect to Twilio")
     if isinstance(exc, requests.exceptions.ConnectionError) and _refused(exc):
@@ -150,7 +163,9 @@ def sender_params(settings: ChannelSettings, whatsapp: bool) -> dict[str, Any]:
         return {"messaging_service_sid": settings.twilio_messaging_service_sid}
     sender = (settings.twilio_whatsapp_from or settings.twilio_from) if whatsapp else settings.twilio_from
     if not sender:
-        raise ChannelError("not_configured", True, "set NDRFLOW_TWILIO_MESSAGING_SERVICE_SID or NDRFLOW_TWILIO_FROM")
+        raise ChannelError(
+            "not_configured", True, "set NDRFLOW_TWILIO_MESSAGING_SERVICE_SID or NDRFLOW_TWILIO_FROM"
+        )
     if whatsapp and not sender.startswith(WHATSAPP_PREFIX):
         sender = WHATSAPP_PREFIX + sender
     return {"from_": sender}
@@ -177,7 +192,9 @@ def reconcile(
     except (TwilioRestException, requests.exceptions.RequestException) as exc:
         err = classify_error(exc)
         # Cannot look: do not send blind. Retry later, unless the lookup itself is refused.
-        raise ChannelError(err.code, False, f"reconciliation lookup failed: {err.message}", maybe_sent=True) from exc
+        raise ChannelError(
+            err.code, False, f"reconciliation lookup failed: {err.message}", maybe_sent=True
+        ) from exc
     floor = since - timedelta(minutes=2)
     ours = sender_params(settings, msg.channel == "whatsapp")
     candidates = []
@@ -187,7 +204,10 @@ def reconcile(
             continue
         if not str(getattr(m, "direction", "outbound")).startswith("outbound"):
             continue
-        if "messaging_service_sid" in ours and getattr(m, "messaging_service_sid", None) not in (None, ours["messaging_service_sid"]):
+        if "messaging_service_sid" in ours and getattr(m, "messaging_service_sid", None) not in (
+            None,
+            ours["messaging_service_sid"],
+        ):
             continue
         if "from_" in ours and getattr(m, "from_", None) not in (None, ours["from_"]):
             continue
@@ -196,7 +216,12 @@ def reconcile(
     pick = exact[0] if exact else (candidates[0] if candidates and msg.channel == "whatsapp" else None)
     if pick is None:
         return None
-    return SendResult(provider=provider, provider_message_id=pick.sid, status=str(pick.status or "sent"), detail="reconciled")
+    return SendResult(
+        provider=provider,
+        provider_message_id=pick.sid,
+        status=str(pick.status or "sent"),
+        detail="reconciled",
+    )
 
 
 # ---- webhooks ----------------------------------------------------------------------------

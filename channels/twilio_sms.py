@@ -29,7 +29,9 @@ def send(msg: OutboundMessage, settings: ChannelSettings, engine: Any = None) ->
         **tw.sender_params(settings, whatsapp=False),
     }
     created = tw.create_message(settings, params)
-    return SendResult(provider=PROVIDER, provider_message_id=created.sid, status=str(created.status or "queued"))
+    return SendResult(
+        provider=PROVIDER, provider_message_id=created.sid, status=str(created.status or "queued")
+    )
 
 
 def reconcile(

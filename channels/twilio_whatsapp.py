@@ -36,7 +36,9 @@ def _base(msg: OutboundMessage, settings: ChannelSettings) -> dict[str, Any]:
 
 def content_variables(variables: Mapping[str, str], names: list[str]) -> str:
     # WhatsApp refuses empty parameters: an absent optional value shows as "-".
-    return json.dumps({str(i): (variables.get(name) or "-") for i, name in enumerate(names, 1)}, ensure_ascii=False)
+    return json.dumps(
+        {str(i): (variables.get(name) or "-") for i, name in enumerate(names, 1)}, ensure_ascii=False
+    )
 
 
 def send_template(msg: OutboundMessage, settings: ChannelSettings, why: str) -> SendResult:
@@ -66,7 +68,9 @@ def send(msg: OutboundMessage, settings: ChannelSettings, engine: Any = None) ->
     if msg.within_session and not msg.force_template:
         try:
             created = tw.create_message(settings, {**_base(msg, settings), "body": msg.body})
-            return SendResult(provider=PROVIDER, provider_message_id=created.sid, status=str(created.status or "queued"))
+            return SendResult(
+                provider=PROVIDER, provider_message_id=created.sid, status=str(created.status or "queued")
+            )
         except ChannelError as err:
             if err.code != OUTSIDE_WINDOW:
                 raise

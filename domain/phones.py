@@ -61,7 +61,9 @@ def normalize(raw: str, default_region: str | None = "IN") -> str:
     try:
         num = phonenumbers.parse(str(raw), region)
     except NumberParseException as exc:
-        raise ValueError(f"phone number {_PARSE_PROBLEMS.get(exc.error_type, 'could not be parsed')}") from None
+        raise ValueError(
+            f"phone number {_PARSE_PROBLEMS.get(exc.error_type, 'could not be parsed')}"
+        ) from None
     if not phonenumbers.is_possible_number(num):
         reason = phonenumbers.is_possible_number_with_reason(num)
         why = {
@@ -70,7 +72,9 @@ def normalize(raw: str, default_region: str | None = "IN") -> str:
             phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "has an invalid country code",
             phonenumbers.ValidationResult.INVALID_LENGTH: "has an impossible length",
         }.get(reason, "is not possible")
-        raise ValueError(f"phone number {why} for region {phonenumbers.region_code_for_number(num) or region}")
+        raise ValueError(
+            f"phone number {why} for region {phonenumbers.region_code_for_number(num) or region}"
+        )
     if not phonenumbers.is_valid_number(num):
         where = phonenumbers.region_code_for_country_code(num.country_code)
         raise ValueError(f"phone number is not a valid number in {where} (no such number range)")
@@ -136,13 +140,17 @@ def timezone_for(e164: str | None, country: str | None = None, default: str = "U
         if num is not None:
             region = phonenumbers.region_code_for_number(num)
             zones = [
-                _canonical_zone(z) for z in pn_timezone.time_zones_for_number(num) if z != pn_timezone.UNKNOWN_TIMEZONE
+                _canonical_zone(z)
+                for z in pn_timezone.time_zones_for_number(num)
+                if z != pn_timezone.UNKNOWN_TIMEZONE
             ]
             zones = list(dict.fromkeys(zones))
     if len(zones) == 1:
         return zones[0]
     territory = get_global("territory_zones")
-    main = phonenumbers.region_code_for_country_code(num.country_code) if num is not None else None  # GG -> GB
+    main = (
+        phonenumbers.region_code_for_country_code(num.country_code) if num is not None else None
+    )  # GG -> GB
     for place in [c for c in dict.fromkeys(((country or "").upper(), main, region)) if c]:
         place_zones = [_canonical_zone(z) for z in territory.get(place, [])]
         if zones:

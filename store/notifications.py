@@ -74,7 +74,9 @@ class NotificationLog(SQLModel, table=True):
 
 class NotificationOptOut(SQLModel, table=True):
     __tablename__ = "notification_optouts"
-    __table_args__ = (sa.UniqueConstraint("channel", "address", name="uq_notification_optouts_channel_address"),)
+    __table_args__ = (
+        sa.UniqueConstraint("channel", "address", name="uq_notification_optouts_channel_address"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)
@@ -110,7 +112,9 @@ class InboundMessage(SQLModel, table=True):
     """Messages customers sent us. The last one per number opens WhatsApp's 24-hour window."""
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (sa.Index("ix_inbound_messages_channel_from_received", "channel", "from_address", "received_at"),)
+    __table_args__ = (
+        sa.Index("ix_inbound_messages_channel_from_received", "channel", "from_address", "received_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=32)
@@ -184,7 +188,9 @@ def claim_notification(
     return Claim(existing, False)
 
 
-def _cas(engine: Engine, key: str, expect_attempt: int, expect_status: tuple[str, ...], **values: Any) -> NotificationLog | None:
+def _cas(
+    engine: Engine, key: str, expect_attempt: int, expect_status: tuple[str, ...], **values: Any
+) -> NotificationLog | None:
     """Compare-and-set on (attempt, status): None when another attempt got there first."""
     values["updated_at"] = utcnow()
     with Session(engine) as s:
@@ -203,7 +209,9 @@ def _cas(engine: Engine, key: str, expect_attempt: int, expect_status: tuple[str
     return get_notification(engine, key)
 
 
-def begin_attempt(engine: Engine, row: NotificationLog, *, provider: str, recipient: str | None) -> NotificationLog | None:
+def begin_attempt(
+    engine: Engine, row: NotificationLog, *, provider: str, recipient: str | None
+) -> NotificationLog | None:
     """pending/sending/unknown -> sending with attempt+1. None when someone else changed the row."""
     return _cas(
         engine,
@@ -218,7 +226,9 @@ def begin_attempt(engine: Engine, row: NotificationLog, *, provider: str, recipi
     )
 
 
-def mark_sent(engine: Engine, row: NotificationLog, *, provider_message_id: str | None, reason: str | None = None) -> NotificationLog:
+def mark_sent(
+    engine: Engine, row: NotificationLog, *, provider_message_id: str | None, reason: str | None = None
+) -> NotificationLog:
     done = _cas(
         engine,
         row.key,
@@ -234,25 +244,56 @@ def mark_sent(engine: Engine, row: NotificationLog, *, provider_message_id: str 
 
 
 def mark_failed(
-    engine: Engine, row: NotificationLog, *, error_code: str | None, reason: str | None, status: str = "failed"
+    engine: Engine,
+    row: NotificationLog,
+    *,
+    error_code: str | None,
+    reason: str | None,
+    status: str = "failed",
 ) -> NotificationLog:
     """pending/sending -> failed (or skipped): final."""
     done = _cas(
-        engine, row.key, row.attempt, ("sending", "pending", "unknown"), status=status, error_code=error_code, reason=_clip(reason)
+        engine,
+        row.key,
+        row.attempt,
+        ("sending", "pending", "unknown"),
+        status=status,
+        error_code=error_code,
+        reason=_clip(reason),
     )
     return done or get_notification(engine, row.key) or row
 
 
-def release_attempt(engine: Engine, row: NotificationLog, *, error_code: str | None, reason: str | None) -> NotificationLog | None:
+def release_attempt(
+    engine: Engine, row: NotificationLog, *, error_code: str | None, reason: str | None
+) -> NotificationLog | None:
     """sending -> pending: the provider surely did not take it (429, refused connection), so the
     next attempt may send without reconciling first."""
-    return _cas(engine, row.key, row.attempt, ("sending",), status="pending", error_code=error_code, reason=_clip(reason))
+    return _cas(
+        engine,
+        row.key,
+        row.attempt,
+        ("sending",),
+        status="pending",
+        error_code=error_code,
+        reason=_clip(reason),
+    )
 
 
-def mark_unknown(engine: Engine, row: NotificationLog, *, error_code: str | None, reason: str | None) -> NotificationLog | None:
+def mark_unknown(
+    engine: Engine, row: NotificationLog, *, error_code: str | None, reason: str | None
+) -> NotificationLog | None:
     """sending -> unknown: the attempt is over but may have reached the provider; the next
     attempt reconciles at once instead of waiting for the lease to run out."""
-    return _cas(engine, row.key, row.attempt, ("sending",), status="unknown", error_code=error_code, reason=_clip(reason))
+    return _cas(
+        engine,
+        row.key,
+        row.attempt,
+        ("sending",),
+        status="unknown",
+        error_code=error_code,
+        reason=_clip(reason),
+    )
 
 
 def _clip(text: str | None, n: int = 500) -> str | None:
@@ -285,7 +326,9 @@ def apply_delivery_status(
             row = s.exec(select(NotificationLog).where(NotificationLog.key == key).with_for_update()).first()
         if row is None and provider_message_id:
             row = s.exec(
-                select(NotificationLog).where(NotificationLog.provider_message_id == provider_message_id).with_for_update()
+                select(NotificationLog)
+                .where(NotificationLog.provider_message_id == provider_message_id)
+                .with_for_update()
             ).first()
         if row is None:
             return None, False
@@ -360,7 +403,9 @@ def notifications_for_shipment(engine: Engine, shipment_id: str) -> list[dict[st
     """For GET /v1/shipments/{id}: one dict per notification, oldest first, no contact data."""
     with Session(engine) as s:
         rows = s.exec(
-            select(NotificationLog).where(NotificationLog.shipment_id == shipment_id).order_by(col(NotificationLog.id))
+            select(NotificationLog)
+            .where(NotificationLog.shipment_id == shipment_id)
+            .order_by(col(NotificationLog.id))
         ).all()
     return [
         {
@@ -403,7 +448,11 @@ def set_opt_out(
                 )
             ).first()
             if row is None:
-                s.add(NotificationOptOut(channel=channel, address=address, opted_out=opted_out, source=source, keyword=keyword))
+                s.add(
+                    NotificationOptOut(
+                        channel=channel, address=address, opted_out=opted_out, source=source, keyword=keyword
+                    )
+                )
             else:
                 row.opted_out, row.source, row.keyword, row.updated_at = opted_out, source, keyword, utcnow()
                 s.add(row)
@@ -419,7 +468,9 @@ def is_opted_out(engine: Engine, *, channel: str, address: str) -> bool:
     address = normalize_address(channel, address)
     with Session(engine) as s:
         row = s.exec(
-            select(NotificationOptOut).where(NotificationOptOut.channel == channel, NotificationOptOut.address == address)
+            select(NotificationOptOut).where(
+                NotificationOptOut.channel == channel, NotificationOptOut.address == address
+            )
         ).first()
     return bool(row and row.opted_out)
 
@@ -450,7 +501,9 @@ def list_outbox(engine: Engine, *, to: str | None = None, limit: int = 500) -> l
     with Session(engine) as s:
         stmt = select(OutboxMessage)
         if to:
-            stmt = stmt.where(OutboxMessage.to_address == normalize_address("email" if "@" in to else "sms", to))
+            stmt = stmt.where(
+                OutboxMessage.to_address == normalize_address("email" if "@" in to else "sms", to)
+            )
         rows = s.exec(stmt.order_by(col(OutboxMessage.id).desc()).limit(limit)).all()
     return list(reversed(rows))
 
@@ -523,7 +576,9 @@ def apply_sendgrid_event(
                 stmt = stmt.where(NotificationLog.key == key)
             else:
                 # SendGrid's sg_message_id is our X-Message-Id plus ".filter..." suffixes.
-                stmt = stmt.where(NotificationLog.provider_message_id == (provider_message_id or "").split(".")[0])
+                stmt = stmt.where(
+                    NotificationLog.provider_message_id == (provider_message_id or "").split(".")[0]
+                )
             row = s.exec(stmt).first()
         if row is not None and status and delivery_status_applies(row.delivery_status, status):
             row.delivery_status = status

@@ -53,7 +53,9 @@ PURPOSES = (
 )
 DEFAULT_LOCALE = "en"
 # Languages whose SMS fit the GSM-7 alphabet: their SMS avoid non-GSM currency signs.
-GSM_LANGUAGES = frozenset({"en", "es", "fr", "de", "it", "nl", "pt", "sv", "da", "no", "fi", "id", "ms", "sw"})
+GSM_LANGUAGES = frozenset(
+    {"en", "es", "fr", "de", "it", "nl", "pt", "sv", "da", "no", "fi", "id", "ms", "sw"}
+)
 
 COMMON_REQUIRED = ("merchant_name", "order_id", "tracking_number", "tracking_url")
 COMMON_OPTIONAL: dict[str, Any] = {
@@ -70,7 +72,9 @@ PURPOSE_REQUIRED: dict[str, tuple[str, ...]] = {
     # in the order they are numbered; link: the signed self-service URL (.../r/{token}).
     "ndr_ask": ("options", "link", "reason"),
     "ndr_reminder": ("options", "link"),
-    "ndr_confirm": ("action",),  # reattempt | reschedule | update_address | update_phone | rto | hold_for_pickup
+    "ndr_confirm": (
+        "action",
+    ),  # reattempt | reschedule | update_address | update_phone | rto | hold_for_pickup
     "ndr_clarify": ("question",),  # option | date | address | phone
     "ndr_which_case": ("cases",),  # [{"ref", "merchant_name", "order_id"}]
 }
@@ -87,7 +91,18 @@ PURPOSE_OPTIONAL: dict[str, dict[str, Any]] = {
 
 # Typographic characters that silently turn an SMS into UCS-2 (a third of the capacity).
 _GSM_FRIENDLY = str.maketrans(
-    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u2026": "..."}
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u00a0": " ",
+        "\u202f": " ",
+        "\u2009": " ",
+        "\u2026": "...",
+    }
 )
 
 
@@ -266,7 +281,9 @@ def _first_existing(channel: str, purpose: str, chain: list[str], suffix: str) -
 
 
 def build_context(purpose: str, context: Mapping[str, Any]) -> dict[str, Any]:
-    missing = [k for k in (*COMMON_REQUIRED, *PURPOSE_REQUIRED.get(purpose, ())) if context.get(k) in (None, "", [])]
+    missing = [
+        k for k in (*COMMON_REQUIRED, *PURPOSE_REQUIRED.get(purpose, ())) if context.get(k) in (None, "", [])
+    ]
     if missing:
         raise TemplateContextError(f"template context for {purpose!r} lacks {', '.join(missing)}")
     ctx = {**COMMON_OPTIONAL, **PURPOSE_OPTIONAL.get(purpose, {})}
@@ -281,7 +298,9 @@ def _clean_text(text: str) -> str:
     return text.strip()
 
 
-def render(channel: str, purpose: str, locale: str | None, context: Mapping[str, Any], tz: str | None = None) -> Rendered:
+def render(
+    channel: str, purpose: str, locale: str | None, context: Mapping[str, Any], tz: str | None = None
+) -> Rendered:
     """Render one message. `tz` (IANA) is the recipient's zone for dates and times; it may also
     come as context["tz"]. Raises TemplateContextError or jinja2.TemplateNotFound."""
     if channel not in CHANNELS:

@@ -21,10 +21,25 @@ PHONE_CHANNELS = frozenset({"sms", "whatsapp"})
 DEFERRABLE_CHANNELS = PHONE_CHANNELS
 
 # Milestones that notify by default. Every in-transit scan does not: customers call that spam.
-MILESTONE_PURPOSES = ("picked_up", "out_for_delivery", "delivered", "delivery_failed", "on_hold", "rto_initiated")
+MILESTONE_PURPOSES = (
+    "picked_up",
+    "out_for_delivery",
+    "delivered",
+    "delivery_failed",
+    "on_hold",
+    "rto_initiated",
+)
 NDR_PURPOSES = ("ndr_ask", "ndr_reminder", "ndr_confirm", "ndr_clarify", "ndr_which_case")
 # Milestones a merchant may opt in to on top of the defaults.
-OPTIONAL_MILESTONE_PURPOSES = ("in_transit", "ready_for_pickup", "rto_delivered", "pickup_failed", "cancelled", "lost", "damaged")
+OPTIONAL_MILESTONE_PURPOSES = (
+    "in_transit",
+    "ready_for_pickup",
+    "rto_delivered",
+    "pickup_failed",
+    "cancelled",
+    "lost",
+    "damaged",
+)
 KNOWN_PURPOSES = frozenset(MILESTONE_PURPOSES + NDR_PURPOSES + OPTIONAL_MILESTONE_PURPOSES)
 TERMINAL_STATUSES = frozenset({"delivered", "rto_delivered", "cancelled", "lost", "damaged"})
 
@@ -97,13 +112,17 @@ def _rule_from(value: Any, purpose: str) -> PurposeRule:
         raise ValueError(f"notify.{purpose}: expected a list of channels or {{channels, fan_out}}")
     bad = [c for c in channels if c not in CHANNELS]
     if bad:
-        raise ValueError(f"notify.{purpose}: unknown channel(s) {', '.join(map(str, bad))} (use {', '.join(CHANNELS)})")
+        raise ValueError(
+            f"notify.{purpose}: unknown channel(s) {', '.join(map(str, bad))} (use {', '.join(CHANNELS)})"
+        )
     if len(set(channels)) != len(channels):
         raise ValueError(f"notify.{purpose}: a channel is listed twice")
     return PurposeRule(channels=channels, fan_out=fan_out)
 
 
-def policy_from_dict(data: Mapping[str, Any], merchant_id: str = "*", base: MerchantPolicy | None = None) -> MerchantPolicy:
+def policy_from_dict(
+    data: Mapping[str, Any], merchant_id: str = "*", base: MerchantPolicy | None = None
+) -> MerchantPolicy:
     """Merge a merchant's configuration over `base` (default: built-in defaults).
 
     {"merchant_name": "Acme", "default_region": "IN", "quiet_hours": "22:00-08:00",
@@ -111,7 +130,14 @@ def policy_from_dict(data: Mapping[str, Any], merchant_id: str = "*", base: Merc
      "notify": {"picked_up": ["sms"], "in_transit": [], "delivered": {"channels": ["email", "sms"], "fan_out": true}}}
     """
     base = base or MerchantPolicy()
-    unknown = set(data) - {"merchant_name", "default_region", "quiet_hours", "fallback", "tracking_url", "notify"}
+    unknown = set(data) - {
+        "merchant_name",
+        "default_region",
+        "quiet_hours",
+        "fallback",
+        "tracking_url",
+        "notify",
+    }
     if unknown:
         raise ValueError(f"merchant policy {merchant_id!r}: unknown key(s) {', '.join(sorted(unknown))}")
     rules = {k: PurposeRule(list(v.channels), v.fan_out) for k, v in base.rules.items()}
@@ -150,10 +176,13 @@ def policy_book_from_dict(data: Mapping[str, Any]) -> PolicyBook:
     """{"default": {...}, "merchants": {"acme": {...}}}; merchants inherit from "default"."""
     unknown = set(data) - {"default", "merchants"}
     if unknown:
-        raise ValueError(f"notify policy: unknown top-level key(s) {', '.join(sorted(unknown))} (use default, merchants)")
+        raise ValueError(
+            f"notify policy: unknown top-level key(s) {', '.join(sorted(unknown))} (use default, merchants)"
+        )
     default = policy_from_dict(data.get("default") or {}, "*")
     merchants = {
-        str(mid): policy_from_dict(conf or {}, str(mid), base=default) for mid, conf in dict(data.get("merchants") or {}).items()
+        str(mid): policy_from_dict(conf or {}, str(mid), base=default)
+        for mid, conf in dict(data.get("merchants") or {}).items()
     }
     return PolicyBook(default=default, merchants=merchants)
 
@@ -190,12 +219,16 @@ def channels_for(
     return [c for c in rule.channels if c not in skip and channel_usable(c, profile)]
 
 
-def plan(policy: MerchantPolicy, purpose: str, profile: ContactFacts, exclude: Iterable[str] = ()) -> NotifyPlan:
+def plan(
+    policy: MerchantPolicy, purpose: str, profile: ContactFacts, exclude: Iterable[str] = ()
+) -> NotifyPlan:
     order = channels_for(policy, purpose, profile, exclude)
     rule = policy.rules.get(purpose) or PurposeRule()
     send_now = list(order) if rule.fan_out else order[:1]
     # Fan-out already uses every channel: nothing left to fall back to.
-    return NotifyPlan(purpose=purpose, order=order, send_now=send_now, fallback=policy.fallback and not rule.fan_out)
+    return NotifyPlan(
+        purpose=purpose, order=order, send_now=send_now, fallback=policy.fallback and not rule.fan_out
+    )
 
 
 def next_fallback_channel(order: Iterable[str], tried: Iterable[str]) -> str | None:
@@ -214,7 +247,7 @@ def is_failure(status: str) -> bool:
 
 # ---- quiet hours -------------------------------------------------------------------------
 def parse_quiet_hours(spec: str | None) -> tuple[time, time] | None:
-    """"21:00-09:00" -> (21:00, 09:00); "" / None / "off" / equal ends -> None (no quiet hours)."""
+    """ "21:00-09:00" -> (21:00, 09:00); "" / None / "off" / equal ends -> None (no quiet hours)."""
     if spec is None:
         return None
     text = spec.strip()
@@ -231,7 +264,9 @@ def parse_quiet_hours(spec: str | None) -> tuple[time, time] | None:
     return start, end
 
 
-def effective_quiet_hours(policy: MerchantPolicy, global_default: str | None = DEFAULT_QUIET_HOURS) -> str | None:
+def effective_quiet_hours(
+    policy: MerchantPolicy, global_default: str | None = DEFAULT_QUIET_HOURS
+) -> str | None:
     return global_default if policy.quiet_hours is None else policy.quiet_hours
 
 
@@ -242,7 +277,9 @@ def _zone(tz: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def quiet_hours_deadline(now_utc: datetime, tz: str | None, quiet: str | None = DEFAULT_QUIET_HOURS) -> datetime | None:
+def quiet_hours_deadline(
+    now_utc: datetime, tz: str | None, quiet: str | None = DEFAULT_QUIET_HOURS
+) -> datetime | None:
     """None when a message may go now; otherwise the UTC instant the quiet window ends in the
     recipient's zone (the workflow sleeps until then with a durable timer).
 
@@ -304,7 +341,9 @@ def still_true(purpose: str, current_status: str, notified: Iterable[str] = MILE
     return current_status not in notified_set and current_status not in TERMINAL_STATUSES
 
 
-def after_deferral(pending: Iterable[str], current_status: str, notified: Iterable[str] = MILESTONE_PURPOSES) -> list[str]:
+def after_deferral(
+    pending: Iterable[str], current_status: str, notified: Iterable[str] = MILESTONE_PURPOSES
+) -> list[str]:
     """Of the purposes deferred overnight (oldest first), those still worth sending, each once:
     a shipment delivered overnight gets "delivered", not the stale "out for delivery" too."""
     notified_list = list(notified)

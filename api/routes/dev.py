@@ -41,7 +41,8 @@ CHANNEL_LABEL = {"sms": "SMS", "whatsapp": "WhatsApp", "email": "Email"}
 def _require_local(request: Request) -> None:
     if not channel_settings(request).dev_pages_enabled:
         raise HTTPException(
-            404, "the dev outbox exists only in local mode (no provider credentials) or with NDRFLOW_DEV_PAGES=true"
+            404,
+            "the dev outbox exists only in local mode (no provider credentials) or with NDRFLOW_DEV_PAGES=true",
         )
 
 
@@ -88,7 +89,9 @@ async def outbox_json(
     return JSONResponse({"messages": [message_json(m) for m in rows]})
 
 
-@router.get("/dev/outbox", response_class=HTMLResponse, summary="Outbox page (local mode)", include_in_schema=False)
+@router.get(
+    "/dev/outbox", response_class=HTMLResponse, summary="Outbox page (local mode)", include_in_schema=False
+)
 async def outbox_page(request: Request, to: str | None = None, note: str | None = None) -> HTMLResponse:
     _require_local(request)
     rows = await asyncio.to_thread(list_outbox, request.app.state.engine, to=normalize_to(to), limit=1000)
@@ -115,7 +118,10 @@ async def outbox_email_html(request: Request, message_id: str) -> HTMLResponse:
     if found is None:
         raise HTTPException(404, f"no outbox email with HTML has id {message_id}")
     # Our own rendered email (autoescaped at render time); sandboxed so its links cannot script us.
-    return HTMLResponse(found.html or "", headers={"Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'"})
+    return HTMLResponse(
+        found.html or "",
+        headers={"Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'"},
+    )
 
 
 @router.post("/dev/outbox/reply", include_in_schema=False)

@@ -58,7 +58,10 @@ async def _body(request: Request) -> bytes:
     TWILIO_STATUS_PATH,
     status_code=204,
     summary="Twilio message status callback",
-    responses={400: {"description": "unparseable callback"}, 403: {"description": "missing or invalid X-Twilio-Signature"}},
+    responses={
+        400: {"description": "unparseable callback"},
+        403: {"description": "missing or invalid X-Twilio-Signature"},
+    },
 )
 async def twilio_status(request: Request) -> Response:
     raw = await _body(request)
@@ -81,13 +84,18 @@ async def twilio_status(request: Request) -> Response:
     SENDGRID_EVENTS_PATH,
     status_code=204,
     summary="SendGrid signed Event Webhook",
-    responses={400: {"description": "unparseable events"}, 403: {"description": "unsigned, wrongly signed or stale batch"}},
+    responses={
+        400: {"description": "unparseable events"},
+        403: {"description": "unsigned, wrongly signed or stale batch"},
+    },
 )
 async def sendgrid_events(request: Request) -> Response:
     raw = await _body(request)
     cs = channel_settings(request)
     if not cs.sendgrid_event_public_key:
-        raise HTTPException(403, "cannot verify SendGrid events: NDRFLOW_SENDGRID_EVENT_PUBLIC_KEY is not set")
+        raise HTTPException(
+            403, "cannot verify SendGrid events: NDRFLOW_SENDGRID_EVENT_PUBLIC_KEY is not set"
+        )
     if not sendgrid_email.verify_signature(raw, request.headers, public_url(cs, request), cs):
         raise HTTPException(
             403,
@@ -110,7 +118,11 @@ def _apply_all(engine: Any, updates: list[StatusUpdate]) -> list[str]:
         key = upd.key
         if upd.status:
             row, _ = ns.apply_delivery_status(
-                engine, status=upd.status, key=upd.key, provider_message_id=upd.provider_message_id, error_code=upd.error_code
+                engine,
+                status=upd.status,
+                key=upd.key,
+                provider_message_id=upd.provider_message_id,
+                error_code=upd.error_code,
             )
             key = row.key if row is not None else None
         optout.apply_status(engine, upd)  # 21610
@@ -156,14 +168,19 @@ async def _signal_failures(request: Request, keys: list[str]) -> None:
     for row in rows:
         handle = temporal.get_workflow_handle(shipment_workflow_id(row.shipment_id))
         payload = NotificationStatusInput(
-            key=row.key, channel=row.channel, status=row.delivery_status or "failed", error_code=row.error_code
+            key=row.key,
+            channel=row.channel,
+            status=row.delivery_status or "failed",
+            error_code=row.error_code,
         )
         try:
             await handle.signal(NOTIFICATION_STATUS_SIGNAL, payload)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 log.warning("signal %s for %s failed: %s", NOTIFICATION_STATUS_SIGNAL, row.key, exc)
-                raise HTTPException(503, "could not reach the shipment workflow; retry the callback later") from None
+                raise HTTPException(
+                    503, "could not reach the shipment workflow; retry the callback later"
+                ) from None
             # The workflow has finished: nobody is left to fall back. Record and move on.
             log.info("notification %s failed after its workflow finished", row.key)
         await asyncio.to_thread(ns.mark_failure_signalled, engine, row.key)

@@ -56,8 +56,12 @@ def add_shipment(engine: Engine, **kw: Any) -> Shipment:
     return row
 
 
-def inp(channel: str = "sms", purpose: str = "out_for_delivery", occurrence: str = "e1", **ctx: Any) -> SendNotificationInput:
-    return SendNotificationInput(shipment_id="shp_test1", purpose=purpose, occurrence=occurrence, channel=channel, context=ctx)
+def inp(
+    channel: str = "sms", purpose: str = "out_for_delivery", occurrence: str = "e1", **ctx: Any
+) -> SendNotificationInput:
+    return SendNotificationInput(
+        shipment_id="shp_test1", purpose=purpose, occurrence=occurrence, channel=channel, context=ctx
+    )
 
 
 async def run(acts: NotifyActivities, i: SendNotificationInput):
@@ -89,7 +93,9 @@ async def test_each_channel_and_occurrence_is_its_own_message(engine: Engine) ->
 
 
 async def test_locale_and_time_zone_come_from_the_store(engine: Engine) -> None:
-    add_shipment(engine, customer_locale="ko-KR", customer_timezone="Asia/Seoul", customer_phone="+821012345678")
+    add_shipment(
+        engine, customer_locale="ko-KR", customer_timezone="Asia/Seoul", customer_phone="+821012345678"
+    )
     acts = NotifyActivities(engine, LOCAL)
     res = await run(acts, inp(purpose="delivered", delivered_at="2026-11-28T15:30:00Z"))
     assert res.status == "sent"
@@ -100,7 +106,9 @@ async def test_locale_and_time_zone_come_from_the_store(engine: Engine) -> None:
 
 async def test_opted_out_recipient_is_skipped_and_recorded(engine: Engine) -> None:
     add_shipment(engine)
-    ns.set_opt_out(engine, channel="sms", address="+919876543210", opted_out=True, source="keyword", keyword="STOP")
+    ns.set_opt_out(
+        engine, channel="sms", address="+919876543210", opted_out=True, source="keyword", keyword="STOP"
+    )
     acts = NotifyActivities(engine, LOCAL)
     res = await run(acts, inp())
     assert (res.status, res.error_code) == ("skipped", "opted_out")
@@ -108,7 +116,9 @@ async def test_opted_out_recipient_is_skipped_and_recorded(engine: Engine) -> No
     assert ns.get_notification(engine, res.key).status == "skipped"
     # other channels are unaffected; opting back in restores SMS
     assert (await run(acts, inp("email"))).status == "sent"
-    ns.set_opt_out(engine, channel="sms", address="+919876543210", opted_out=False, source="keyword", keyword="START")
+    ns.set_opt_out(
+        engine, channel="sms", address="+919876543210", opted_out=False, source="keyword", keyword="START"
+    )
     assert (await run(acts, inp(occurrence="e2"))).status == "sent"
 
 
@@ -223,15 +233,34 @@ async def test_21610_records_an_opt_out(engine: Engine, fake: FakeProviders) -> 
 
 async def test_whatsapp_free_form_only_inside_the_session(engine: Engine, fake: FakeProviders) -> None:
     add_shipment(engine)
-    templates = {"out_for_delivery": {"en": {"content_sid": "HX" + "1" * 32, "variables": ["merchant_name", "order_id"]}}}
+    templates = {
+        "out_for_delivery": {
+            "en": {"content_sid": "HX" + "1" * 32, "variables": ["merchant_name", "order_id"]}
+        }
+    }
     acts = NotifyActivities(engine, fake.twilio_settings(whatsapp_templates=templates))
     assert (await run(acts, inp("whatsapp"))).status == "sent"
     assert "ContentSid" in fake.state.requests[-1]["form"]  # nobody wrote to us: template
-    ns.record_inbound(engine, provider="twilio_whatsapp", provider_message_id="SMin1", channel="whatsapp", from_address="whatsapp:+919876543210", body="hi")
+    ns.record_inbound(
+        engine,
+        provider="twilio_whatsapp",
+        provider_message_id="SMin1",
+        channel="whatsapp",
+        from_address="whatsapp:+919876543210",
+        body="hi",
+    )
     assert (await run(acts, inp("whatsapp", occurrence="e2"))).status == "sent"
     form = fake.state.requests[-1]["form"]
     assert "ContentSid" not in form and "A-1001" in form["Body"]
-    ns.record_inbound(engine, provider="twilio_whatsapp", provider_message_id="SMold", channel="whatsapp", from_address="+919876543211", body="old", received_at=utcnow() - timedelta(hours=25))
+    ns.record_inbound(
+        engine,
+        provider="twilio_whatsapp",
+        provider_message_id="SMold",
+        channel="whatsapp",
+        from_address="+919876543211",
+        body="old",
+        received_at=utcnow() - timedelta(hours=25),
+    )
 
 
 async def test_invalid_email_returns_failed(engine: Engine, fake: FakeProviders) -> None:
@@ -241,7 +270,11 @@ async def test_invalid_email_returns_failed(engine: Engine, fake: FakeProviders)
     res = await run(acts, inp("email"))
     assert (res.status, res.error_code, res.provider) == ("failed", "invalid_email", "sendgrid_email")
     ok = await run(acts, inp("email", occurrence="e2"))
-    assert ok.status == "sent" and fake.state.sendgrid_mails[0]["payload"]["personalizations"][0]["custom_args"]["ndrflow_key"] == ok.key
+    assert (
+        ok.status == "sent"
+        and fake.state.sendgrid_mails[0]["payload"]["personalizations"][0]["custom_args"]["ndrflow_key"]
+        == ok.key
+    )
 
 
 # ---- concurrency ------------------------------------------------------------------------------
@@ -323,7 +356,9 @@ async def test_worker_death_mid_send_waits_for_the_lease_then_reconciles(engine:
     add_shipment(engine)
     acts = NotifyActivities(engine, LOCAL)
     # a worker claimed the row, handed the message to the outbox and died before recording it
-    row = ns.claim_notification(engine, key=inp().key, shipment_id="shp_test1", channel="sms", purpose="out_for_delivery").row
+    row = ns.claim_notification(
+        engine, key=inp().key, shipment_id="shp_test1", channel="sms", purpose="out_for_delivery"
+    ).row
     row = ns.begin_attempt(engine, row, provider="outbox", recipient="+919876543210")
     outbox.send(await _message_for(acts), LOCAL, engine)
     with pytest.raises(ApplicationError) as info:  # still inside its lease: maybe in flight
@@ -345,7 +380,10 @@ async def _message_for(acts: NotifyActivities):
 async def test_get_notify_policy_resolves_quiet_hours(engine: Engine) -> None:
     import json
 
-    settings = ChannelSettings(quiet_hours="22:00-08:00", notify_policy=json.dumps({"merchants": {"acme": {"merchant_name": "Acme"}}}))
+    settings = ChannelSettings(
+        quiet_hours="22:00-08:00",
+        notify_policy=json.dumps({"merchants": {"acme": {"merchant_name": "Acme"}}}),
+    )
     policy = await ActivityEnvironment().run(NotifyActivities(engine, settings).get_notify_policy, "acme")
     assert (policy.merchant_name, policy.quiet_hours) == ("Acme", "22:00-08:00")
 
@@ -371,8 +409,12 @@ class SendTwice:
         for _ in range(2):  # a replayed or repeated send returns the recorded result
             out.append(
                 await workflow.execute_activity(
-                    SEND_NOTIFICATION, i, task_queue=notify_queue, result_type=SendNotificationResult,
-                    start_to_close_timeout=timedelta(seconds=60), retry_policy=RetryPolicy(maximum_attempts=3),
+                    SEND_NOTIFICATION,
+                    i,
+                    task_queue=notify_queue,
+                    result_type=SendNotificationResult,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=RetryPolicy(maximum_attempts=3),
                 )
             )
         return out
@@ -382,8 +424,11 @@ async def test_notify_worker_serves_the_provider_queue(engine: Engine, time_env,
     notify_queue = task_queue + "-notify"
     add_shipment(engine)
     client = time_env.client
-    async with notify_worker(client, engine, LOCAL, task_queue=notify_queue), Worker(
-        client, task_queue=task_queue, workflows=[SendTwice], workflow_runner=UnsandboxedWorkflowRunner()
+    async with (
+        notify_worker(client, engine, LOCAL, task_queue=notify_queue),
+        Worker(
+            client, task_queue=task_queue, workflows=[SendTwice], workflow_runner=UnsandboxedWorkflowRunner()
+        ),
     ):
         results = await client.execute_workflow(
             SendTwice.run, args=[inp(), notify_queue], id=f"wf-{uuid.uuid4()}", task_queue=task_queue

@@ -23,7 +23,9 @@ def make_app(engine: Engine, **settings) -> tuple[FastAPI, list[dict]]:
     app = FastAPI()
     app.state.engine = engine
     app.state.settings = SimpleNamespace(home=None, public_base_url=PUBLIC, twilio_auth_token="home-token")
-    app.state.channel_settings = ChannelSettings(public_base_url=PUBLIC, twilio_auth_token="home-token", **settings)
+    app.state.channel_settings = ChannelSettings(
+        public_base_url=PUBLIC, twilio_auth_token="home-token", **settings
+    )
     app.include_router(dev.router)
     received: list[dict] = []
 
@@ -41,7 +43,17 @@ def make_app(engine: Engine, **settings) -> tuple[FastAPI, list[dict]]:
 
 
 def put(engine: Engine, key: str, to: str, body: str, channel: str = "sms", **kw) -> None:
-    msg = OutboundMessage(key=key, shipment_id="shp_1", channel=channel, purpose=kw.pop("purpose", "delivered"), locale="hi-IN", to=to, body=body, template_locale="hi", **kw)
+    msg = OutboundMessage(
+        key=key,
+        shipment_id="shp_1",
+        channel=channel,
+        purpose=kw.pop("purpose", "delivered"),
+        locale="hi-IN",
+        to=to,
+        body=body,
+        template_locale="hi",
+        **kw,
+    )
     outbox.send(msg, ChannelSettings(), engine)
 
 
@@ -49,7 +61,15 @@ def put(engine: Engine, key: str, to: str, body: str, channel: str = "sms", **kw
 def filled(engine: Engine) -> Engine:
     put(engine, "shp_1:picked_up:e1:sms", "+919876543210", "पिकअप हो गया", purpose="picked_up")
     put(engine, "shp_1:delivered:e2:sms", "+919876543210", "डिलीवर हो गया <script>alert(1)</script>")
-    put(engine, "shp_1:delivered:e2:email", "asha@example.com", "text part", channel="email", subject="Delivered", html="<p>html part</p>")
+    put(
+        engine,
+        "shp_1:delivered:e2:email",
+        "asha@example.com",
+        "text part",
+        channel="email",
+        subject="Delivered",
+        html="<p>html part</p>",
+    )
     put(engine, "shp_2:delivered:e1:sms", "+821012345678", "배송 완료")
     return engine
 
@@ -61,7 +81,9 @@ def test_json_contract_and_filter(filled: Engine) -> None:
     for query in ("?to=%2B919876543210", "?to=+919876543210", "?to=%2B91%2098765%2043210"):
         mine = client.get("/v1/dev/outbox" + query).json()["messages"]
         assert [m["purpose"] for m in mine] == ["picked_up", "delivered"], query  # oldest first
-        assert mine[0]["to"] == "+919876543210" and mine[0]["locale"] == "hi-IN" and mine[0]["channel"] == "sms"
+        assert (
+            mine[0]["to"] == "+919876543210" and mine[0]["locale"] == "hi-IN" and mine[0]["channel"] == "sms"
+        )
     [mail] = client.get("/v1/dev/outbox?to=Asha@Example.com").json()["messages"]
     assert mail["subject"] == "Delivered" and mail["has_html"]
     assert client.get("/v1/dev/outbox?to=nobody").status_code == 422
@@ -77,16 +99,28 @@ def test_page_shows_a_phone_per_recipient_and_escapes(filled: Engine) -> None:
     assert only.count('class="phone"') == 1 and "배송 완료" in only
     mail_id = client.get("/v1/dev/outbox?to=asha@example.com").json()["messages"][0]["message_id"]
     html = client.get(f"/dev/outbox/{mail_id}/html")
-    assert html.status_code == 200 and "<p>html part</p>" in html.text and "sandbox" in html.headers["content-security-policy"]
+    assert (
+        html.status_code == 200
+        and "<p>html part</p>" in html.text
+        and "sandbox" in html.headers["content-security-policy"]
+    )
 
 
 def test_reply_goes_through_the_signed_inbound_webhook(filled: Engine) -> None:
     app, received = make_app(filled)
     client = TestClient(app)
-    r = client.post("/dev/outbox/reply", data={"to": "+919876543210", "body": "2", "channel": "whatsapp"}, follow_redirects=False)
+    r = client.post(
+        "/dev/outbox/reply",
+        data={"to": "+919876543210", "body": "2", "channel": "whatsapp"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and "reply+delivered" in r.headers["location"]
     [got] = received
-    assert (got["msg"].channel, got["msg"].from_address, got["msg"].body) == ("whatsapp", "+919876543210", "2")
+    assert (got["msg"].channel, got["msg"].from_address, got["msg"].body) == (
+        "whatsapp",
+        "+919876543210",
+        "2",
+    )
 
 
 def test_disabled_outside_local_mode(filled: Engine) -> None:

@@ -56,7 +56,11 @@ def make_app(engine: Engine, temporal: Any, **settings: Any) -> FastAPI:
     app.state.engine = engine
     app.state.temporal = temporal
     app.state.settings = SimpleNamespace(home=None, public_base_url=PUBLIC, twilio_auth_token=AUTH_TOKEN)
-    values = dict(public_base_url=PUBLIC, twilio_auth_token=AUTH_TOKEN, sendgrid_event_public_key=SIGNER.sendgrid_public_key)
+    values = dict(
+        public_base_url=PUBLIC,
+        twilio_auth_token=AUTH_TOKEN,
+        sendgrid_event_public_key=SIGNER.sendgrid_public_key,
+    )
     values.update(settings)
     app.state.channel_settings = ChannelSettings(**values)
     app.include_router(provider_webhooks.router)
@@ -69,9 +73,15 @@ def client(engine: Engine, temporal: FakeTemporal) -> TestClient:
     return TestClient(make_app(engine, temporal), base_url="http://10.0.0.7:8000")
 
 
-def sent(engine: Engine, key: str = KEY, channel: str = "sms", sid: str = "SM1", to: str = "+919876543210") -> ns.NotificationLog:
-    row = ns.claim_notification(engine, key=key, shipment_id="shp_abc", channel=channel, purpose=key.split(":")[1]).row
-    row = ns.begin_attempt(engine, row, provider="twilio_sms" if channel != "email" else "sendgrid_email", recipient=to)
+def sent(
+    engine: Engine, key: str = KEY, channel: str = "sms", sid: str = "SM1", to: str = "+919876543210"
+) -> ns.NotificationLog:
+    row = ns.claim_notification(
+        engine, key=key, shipment_id="shp_abc", channel=channel, purpose=key.split(":")[1]
+    ).row
+    row = ns.begin_attempt(
+        engine, row, provider="twilio_sms" if channel != "email" else "sendgrid_email", recipient=to
+    )
     return ns.mark_sent(engine, row, provider_message_id=sid)
 
 
@@ -82,7 +92,9 @@ def post_twilio(client: TestClient, status: str, *, url: str = STATUS_URL, sid: 
 
 
 # ---- Twilio --------------------------------------------------------------------------------
-def test_delivered_callback_updates_the_log_without_a_signal(client: TestClient, engine: Engine, temporal: FakeTemporal) -> None:
+def test_delivered_callback_updates_the_log_without_a_signal(
+    client: TestClient, engine: Engine, temporal: FakeTemporal
+) -> None:
     sent(engine)
     r = post_twilio(client, "delivered")
     assert r.status_code == 204
@@ -90,20 +102,28 @@ def test_delivered_callback_updates_the_log_without_a_signal(client: TestClient,
     assert temporal.signals == []
 
 
-def test_failure_is_signalled_to_the_workflow_once(client: TestClient, engine: Engine, temporal: FakeTemporal) -> None:
+def test_failure_is_signalled_to_the_workflow_once(
+    client: TestClient, engine: Engine, temporal: FakeTemporal
+) -> None:
     sent(engine)
     for _ in range(3):  # Twilio retries callbacks; duplicates change nothing
         assert post_twilio(client, "undelivered", error_code="30003").status_code == 204
     row = ns.get_notification(engine, KEY)
     assert (row.delivery_status, row.error_code) == ("undelivered", "30003")
     assert temporal.signals == [
-        ("shipment-shp_abc", "notification_status", NotificationStatusInput(key=KEY, channel="sms", status="undelivered", error_code="30003"))
+        (
+            "shipment-shp_abc",
+            "notification_status",
+            NotificationStatusInput(key=KEY, channel="sms", status="undelivered", error_code="30003"),
+        )
     ]
     assert post_twilio(client, "delivered").status_code == 204  # late and out of order
     assert ns.get_notification(engine, KEY).delivery_status == "undelivered"
 
 
-def test_unsigned_or_wrongly_signed_callbacks_are_refused(client: TestClient, engine: Engine, temporal: FakeTemporal) -> None:
+def test_unsigned_or_wrongly_signed_callbacks_are_refused(
+    client: TestClient, engine: Engine, temporal: FakeTemporal
+) -> None:
     sent(engine)
     body, headers = SIGNER.signed_status_callback(STATUS_URL, "SM1", "failed", error_code="30003")
     path = STATUS_URL.removeprefix(PUBLIC)
@@ -143,7 +163,9 @@ def test_callback_found_by_message_sid_without_key(client: TestClient, engine: E
 
 
 def test_callback_before_our_sent_write_is_kept(client: TestClient, engine: Engine) -> None:
-    row = ns.claim_notification(engine, key=KEY, shipment_id="shp_abc", channel="sms", purpose="out_for_delivery").row
+    row = ns.claim_notification(
+        engine, key=KEY, shipment_id="shp_abc", channel="sms", purpose="out_for_delivery"
+    ).row
     ns.begin_attempt(engine, row, provider="twilio_sms", recipient="+919876543210")
     assert post_twilio(client, "queued", sid="SMearly").status_code == 204
     row = ns.get_notification(engine, KEY)
@@ -157,16 +179,23 @@ def test_21610_records_an_opt_out(client: TestClient, engine: Engine, temporal: 
     assert temporal.signals[0][2].error_code == "21610"
 
 
-def test_whatsapp_63016_reaches_the_workflow(client: TestClient, engine: Engine, temporal: FakeTemporal) -> None:
+def test_whatsapp_63016_reaches_the_workflow(
+    client: TestClient, engine: Engine, temporal: FakeTemporal
+) -> None:
     key = "shp_abc:ndr_ask:ndr1-0:whatsapp"
     sent(engine, key=key, channel="whatsapp", sid="SMwa")
     url = f"{PUBLIC}/v1/webhooks/twilio/status?key=shp_abc%3Andr_ask%3Andr1-0%3Awhatsapp"
-    assert post_twilio(client, "failed", url=url, sid="SMwa", error_code="63016", whatsapp=True).status_code == 204
+    assert (
+        post_twilio(client, "failed", url=url, sid="SMwa", error_code="63016", whatsapp=True).status_code
+        == 204
+    )
     [(_, _, payload)] = temporal.signals
     assert (payload.channel, payload.status, payload.error_code) == ("whatsapp", "failed", "63016")
 
 
-def test_temporal_down_answers_503_and_the_retry_signals(client: TestClient, engine: Engine, temporal: FakeTemporal) -> None:
+def test_temporal_down_answers_503_and_the_retry_signals(
+    client: TestClient, engine: Engine, temporal: FakeTemporal
+) -> None:
     sent(engine)
     temporal.fail_with = RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b"")
     assert post_twilio(client, "undelivered", error_code="30003").status_code == 503
@@ -176,7 +205,9 @@ def test_temporal_down_answers_503_and_the_retry_signals(client: TestClient, eng
     assert len(temporal.signals) == 1
 
 
-def test_finished_workflow_is_not_an_error(client: TestClient, engine: Engine, temporal: FakeTemporal) -> None:
+def test_finished_workflow_is_not_an_error(
+    client: TestClient, engine: Engine, temporal: FakeTemporal
+) -> None:
     sent(engine)
     temporal.fail_with = RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
     assert post_twilio(client, "failed", error_code="30005").status_code == 204
@@ -192,7 +223,12 @@ def test_malformed_but_signed_callback_is_a_400(client: TestClient) -> None:
 
 # ---- SendGrid ------------------------------------------------------------------------------
 def events(*items: dict[str, Any]) -> list[dict[str, Any]]:
-    base = {"email": "asha@example.com", "timestamp": int(time.time()), "sg_message_id": "msg1.filter0001.1", "ndrflow_key": EMAIL_KEY}
+    base = {
+        "email": "asha@example.com",
+        "timestamp": int(time.time()),
+        "sg_message_id": "msg1.filter0001.1",
+        "ndrflow_key": EMAIL_KEY,
+    }
     return [{**base, **it} for it in items]
 
 
@@ -201,9 +237,14 @@ def post_sendgrid(client: TestClient, evs: list[dict[str, Any]], **kw: Any):
     return client.post("/v1/webhooks/sendgrid/events", content=body, headers=headers)
 
 
-def test_sendgrid_events_update_the_log_and_signal_bounces(client: TestClient, engine: Engine, temporal: FakeTemporal) -> None:
+def test_sendgrid_events_update_the_log_and_signal_bounces(
+    client: TestClient, engine: Engine, temporal: FakeTemporal
+) -> None:
     sent(engine, key=EMAIL_KEY, channel="email", sid="msg1", to="asha@example.com")
-    r = post_sendgrid(client, events({"event": "processed", "sg_event_id": "e1"}, {"event": "delivered", "sg_event_id": "e2"}))
+    r = post_sendgrid(
+        client,
+        events({"event": "processed", "sg_event_id": "e1"}, {"event": "delivered", "sg_event_id": "e2"}),
+    )
     assert r.status_code == 204 and ns.get_notification(engine, EMAIL_KEY).delivery_status == "delivered"
     assert temporal.signals == []
     batch = events({"event": "bounce", "sg_event_id": "e3", "status": "5.1.1", "type": "bounce"})
@@ -212,11 +253,17 @@ def test_sendgrid_events_update_the_log_and_signal_bounces(client: TestClient, e
     row = ns.get_notification(engine, EMAIL_KEY)
     assert (row.delivery_status, row.error_code) == ("bounce", "5.1.1")
     assert temporal.signals == [
-        ("shipment-shp_abc", "notification_status", NotificationStatusInput(key=EMAIL_KEY, channel="email", status="bounce", error_code="5.1.1"))
+        (
+            "shipment-shp_abc",
+            "notification_status",
+            NotificationStatusInput(key=EMAIL_KEY, channel="email", status="bounce", error_code="5.1.1"),
+        )
     ]
 
 
-def test_sendgrid_event_found_by_message_id(client: TestClient, engine: Engine, temporal: FakeTemporal) -> None:
+def test_sendgrid_event_found_by_message_id(
+    client: TestClient, engine: Engine, temporal: FakeTemporal
+) -> None:
     sent(engine, key=EMAIL_KEY, channel="email", sid="msg1", to="asha@example.com")
     ev = events({"event": "dropped", "sg_event_id": "e9", "reason": "Bounced Address"})
     del ev[0]["ndrflow_key"]
@@ -228,7 +275,9 @@ def test_sendgrid_event_found_by_message_id(client: TestClient, engine: Engine, 
 def test_sendgrid_unsubscribe_records_an_email_opt_out(client: TestClient, engine: Engine) -> None:
     assert post_sendgrid(client, events({"event": "unsubscribe", "sg_event_id": "u1"})).status_code == 204
     assert ns.is_opted_out(engine, channel="email", address="asha@example.com")
-    assert post_sendgrid(client, events({"event": "group_resubscribe", "sg_event_id": "u2"})).status_code == 204
+    assert (
+        post_sendgrid(client, events({"event": "group_resubscribe", "sg_event_id": "u2"})).status_code == 204
+    )
     assert not ns.is_opted_out(engine, channel="email", address="asha@example.com")
 
 
@@ -236,7 +285,12 @@ def test_sendgrid_unsigned_stale_or_unconfigured_is_refused(client: TestClient, 
     sent(engine, key=EMAIL_KEY, channel="email", sid="msg1", to="asha@example.com")
     evs = events({"event": "bounce", "sg_event_id": "b1"})
     body, headers = SIGNER.signed_sendgrid_events(evs)
-    assert client.post("/v1/webhooks/sendgrid/events", content=body, headers={"Content-Type": "application/json"}).status_code == 403
+    assert (
+        client.post(
+            "/v1/webhooks/sendgrid/events", content=body, headers={"Content-Type": "application/json"}
+        ).status_code
+        == 403
+    )
     tampered = body.replace(b"bounce", b"delivered")
     assert client.post("/v1/webhooks/sendgrid/events", content=tampered, headers=headers).status_code == 403
     r = post_sendgrid(client, evs, timestamp=int(time.time()) - 3600)  # an old request replayed
@@ -256,7 +310,9 @@ def test_sendgrid_signed_garbage_is_a_400(client: TestClient) -> None:
     assert r.status_code == 400 and "array" in r.json()["detail"]
 
 
-def test_sendgrid_503_then_redelivery_still_signals(client: TestClient, engine: Engine, temporal: FakeTemporal) -> None:
+def test_sendgrid_503_then_redelivery_still_signals(
+    client: TestClient, engine: Engine, temporal: FakeTemporal
+) -> None:
     sent(engine, key=EMAIL_KEY, channel="email", sid="msg1", to="asha@example.com")
     batch = events({"event": "bounce", "sg_event_id": "b7", "status": "5.1.1"})
     temporal.fail_with = RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b"")
@@ -275,7 +331,9 @@ def live_fake():
     fake.stop()
 
 
-async def test_round_trip_through_the_fake_twilio(engine: Engine, temporal: FakeTemporal, live_fake: FakeProviders) -> None:
+async def test_round_trip_through_the_fake_twilio(
+    engine: Engine, temporal: FakeTemporal, live_fake: FakeProviders
+) -> None:
     from sqlmodel import Session
     from temporalio.testing import ActivityEnvironment
 
@@ -286,7 +344,16 @@ async def test_round_trip_through_the_fake_twilio(engine: Engine, temporal: Fake
 
     live_fake.reset()
     with Session(engine) as s:
-        s.add(Shipment(shipment_id="shp_rt", workflow_id="shipment-shp_rt", merchant_id="acme", carrier="generic", tracking_number="T9", customer_phone="+919876543210"))
+        s.add(
+            Shipment(
+                shipment_id="shp_rt",
+                workflow_id="shipment-shp_rt",
+                merchant_id="acme",
+                carrier="generic",
+                tracking_number="T9",
+                customer_phone="+919876543210",
+            )
+        )
         s.commit()
     settings = live_fake.twilio_settings(public_base_url=PUBLIC)
     acts = NotifyActivities(engine, settings)
@@ -297,14 +364,26 @@ async def test_round_trip_through_the_fake_twilio(engine: Engine, temporal: Fake
     app = make_app(engine, temporal)
     server, thread, ours = serve_in_thread(app)  # reached on loopback, signed for PUBLIC
     try:
-        status = await asyncio.to_thread(live_fake.deliver_status_callback, res.provider_message_id, "sent", via=ours)
+        status = await asyncio.to_thread(
+            live_fake.deliver_status_callback, res.provider_message_id, "sent", via=ours
+        )
         assert status == 204
-        status = await asyncio.to_thread(live_fake.deliver_status_callback, res.provider_message_id, "undelivered", error_code="30005", via=ours)
+        status = await asyncio.to_thread(
+            live_fake.deliver_status_callback,
+            res.provider_message_id,
+            "undelivered",
+            error_code="30005",
+            via=ours,
+        )
         assert status == 204
-        forged = await asyncio.to_thread(live_fake.deliver_status_callback, res.provider_message_id, "failed", via=ours, token="forged")
+        forged = await asyncio.to_thread(
+            live_fake.deliver_status_callback, res.provider_message_id, "failed", via=ours, token="forged"
+        )
         assert forged == 403
     finally:
         stop_server(server, thread)
     row = ns.get_notification(engine, inp.key)
     assert (row.status, row.delivery_status, row.error_code) == ("sent", "undelivered", "30005")
-    assert [(w, p.key, p.status) for w, _, p in temporal.signals] == [("shipment-shp_rt", inp.key, "undelivered")]
+    assert [(w, p.key, p.status) for w, _, p in temporal.signals] == [
+        ("shipment-shp_rt", inp.key, "undelivered")
+    ]

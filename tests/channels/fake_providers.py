@@ -158,7 +158,14 @@ class FakeProviders:
         return self._signed_form(url, params, token)
 
     def signed_inbound(
-        self, url: str, body: str, *, from_: str = "+919876543210", whatsapp: bool = False, token: str = AUTH_TOKEN, sid: str | None = None
+        self,
+        url: str,
+        body: str,
+        *,
+        from_: str = "+919876543210",
+        whatsapp: bool = False,
+        token: str = AUTH_TOKEN,
+        sid: str | None = None,
     ) -> tuple[bytes, dict[str, str]]:
         prefix = "whatsapp:" if whatsapp else ""
         params = {
@@ -180,7 +187,9 @@ class FakeProviders:
         headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
         return urlencode(params).encode(), headers
 
-    def signed_sendgrid_events(self, events: list[dict[str, Any]], timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+    def signed_sendgrid_events(
+        self, events: list[dict[str, Any]], timestamp: int | None = None
+    ) -> tuple[bytes, dict[str, str]]:
         body = json.dumps(events, separators=(",", ":")).encode()
         ts = str(timestamp if timestamp is not None else int(time.time()))
         sig = self._private_key.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
@@ -191,7 +200,13 @@ class FakeProviders:
         }
 
     def deliver_status_callback(
-        self, sid: str, status: str, *, error_code: str | None = None, via: str | None = None, token: str = AUTH_TOKEN
+        self,
+        sid: str,
+        status: str,
+        *,
+        error_code: str | None = None,
+        via: str | None = None,
+        token: str = AUTH_TOKEN,
     ) -> int:
         """POST a signed status callback for a message we accepted, as Twilio would, to its
         StatusCallback URL. The signature covers that public URL; `via` (e.g. the loopback
@@ -201,10 +216,18 @@ class FakeProviders:
         url = str(msg["_form"]["StatusCallback"])
         whatsapp = str(msg["to"]).startswith("whatsapp:")
         body, headers = self.signed_status_callback(
-            url, sid, status, error_code=error_code, to=str(msg["to"]).removeprefix("whatsapp:"), token=token, whatsapp=whatsapp
+            url,
+            sid,
+            status,
+            error_code=error_code,
+            to=str(msg["to"]).removeprefix("whatsapp:"),
+            token=token,
+            whatsapp=whatsapp,
         )
         parts = urlsplit(url)
-        target = url if via is None else via.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+        target = (
+            url if via is None else via.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+        )
         return httpx.post(target, content=body, headers=headers, timeout=5).status_code
 
     # ---- server ------------------------------------------------------------------------
@@ -229,9 +252,16 @@ class FakeProviders:
         app = FastAPI()
         fake = self
 
-        def twilio_error(status: int, code: int | None, message: str, retry_after: float | None = None) -> JSONResponse:
+        def twilio_error(
+            status: int, code: int | None, message: str, retry_after: float | None = None
+        ) -> JSONResponse:
             headers = {"Retry-After": str(int(retry_after))} if retry_after else {}
-            body = {"code": code or status, "message": message or "error", "more_info": f"https://www.twilio.com/docs/errors/{code or status}", "status": status}
+            body = {
+                "code": code or status,
+                "message": message or "error",
+                "more_info": f"https://www.twilio.com/docs/errors/{code or status}",
+                "status": status,
+            }
             return JSONResponse(body, status_code=status, headers=headers)
 
         def twilio_resource(m: dict[str, Any]) -> dict[str, Any]:
@@ -240,7 +270,14 @@ class FakeProviders:
         @app.post("/2010-04-01/Accounts/{account_sid}/Messages.json")
         async def create_message(account_sid: str, request: Request) -> Response:
             form = dict((await request.form()).items())
-            fake.state.requests.append({"provider": "twilio", "path": request.url.path, "form": form, "auth": request.headers.get("authorization")})
+            fake.state.requests.append(
+                {
+                    "provider": "twilio",
+                    "path": request.url.path,
+                    "form": form,
+                    "auth": request.headers.get("authorization"),
+                }
+            )
             expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
             if account_sid != ACCOUNT_SID or request.headers.get("authorization") != expected:
                 return twilio_error(401, 20003, "Authenticate")
@@ -251,7 +288,9 @@ class FakeProviders:
             if fault and fault.kind == "error":
                 return twilio_error(fault.status, fault.code, fault.message, fault.retry_after)
             if to.startswith("whatsapp:") and "ContentSid" not in form and fake.state.whatsapp_window_closed:
-                return twilio_error(400, 63016, "Failed to send freeform message because you are outside the allowed window.")
+                return twilio_error(
+                    400, 63016, "Failed to send freeform message because you are outside the allowed window."
+                )
             now = datetime.now(UTC)
             message = {
                 "account_sid": ACCOUNT_SID,
@@ -288,7 +327,11 @@ class FakeProviders:
         async def list_messages(account_sid: str, request: Request) -> Response:
             to = request.query_params.get("To")
             with fake.lock:
-                found = [twilio_resource(m) for m in reversed(fake.state.twilio_messages) if to is None or m["to"] == to]
+                found = [
+                    twilio_resource(m)
+                    for m in reversed(fake.state.twilio_messages)
+                    if to is None or m["to"] == to
+                ]
             return JSONResponse(
                 {
                     "messages": found,
@@ -306,15 +349,38 @@ class FakeProviders:
         @app.post("/v3/mail/send")
         async def mail_send(request: Request) -> Response:
             body = await request.json()
-            fake.state.requests.append({"provider": "sendgrid", "path": request.url.path, "json": body, "auth": request.headers.get("authorization")})
+            fake.state.requests.append(
+                {
+                    "provider": "sendgrid",
+                    "path": request.url.path,
+                    "json": body,
+                    "auth": request.headers.get("authorization"),
+                }
+            )
             if request.headers.get("authorization") != f"Bearer {SENDGRID_KEY}":
-                return JSONResponse({"errors": [{"field": None, "message": "The provided authorization grant is invalid, expired, or revoked"}]}, status_code=401)
+                return JSONResponse(
+                    {
+                        "errors": [
+                            {
+                                "field": None,
+                                "message": "The provided authorization grant is invalid, expired, or revoked",
+                            }
+                        ]
+                    },
+                    status_code=401,
+                )
             to = body["personalizations"][0]["to"][0]["email"]
             fault = fake._take_fault("sendgrid", to)
             if fault and fault.kind == "error":
                 headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else {}
-                field_name = "personalizations.0.to.0.email" if fault.status == 400 and fault.code == 1 else None
-                return JSONResponse({"errors": [{"field": field_name, "message": fault.message or "error"}]}, status_code=fault.status, headers=headers)
+                field_name = (
+                    "personalizations.0.to.0.email" if fault.status == 400 and fault.code == 1 else None
+                )
+                return JSONResponse(
+                    {"errors": [{"field": field_name, "message": fault.message or "error"}]},
+                    status_code=fault.status,
+                    headers=headers,
+                )
             message_id = secrets.token_urlsafe(16)
             with fake.lock:
                 fake.state.sendgrid_mails.append({"message_id": message_id, "payload": body})

@@ -58,12 +58,18 @@ def ensure_prism() -> Path:
     try:
         done = subprocess.run(
             [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     except subprocess.TimeoutExpired:
         pytest.skip("contract tests need Prism: `npm install` did not finish in 5 minutes")
     if done.returncode != 0 or not binary.exists():
-        pytest.skip(f"contract tests need Prism {PRISM_VERSION}: `npm install` failed: {done.stderr.strip()[-400:]}")
+        pytest.skip(
+            f"contract tests need Prism {PRISM_VERSION}: `npm install` failed: {done.stderr.strip()[-400:]}"
+        )
     return binary
 
 
@@ -81,7 +87,10 @@ class Prism:
         self._out = log.open("w")
         self.proc = subprocess.Popen(
             [str(binary), "mock", "-h", "127.0.0.1", "-p", str(self.port), str(spec)],
-            stdout=self._out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
             env={**os.environ, "SCARF_ANALYTICS": "false"},
         )
 
@@ -108,7 +117,9 @@ class Prism:
 def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     specs = specs_dir()
     if not (specs / TWILIO_SPEC).is_file() or not (specs / SENDGRID_SPEC).is_file():
-        pytest.skip(f"contract tests need the official specs: {specs} has no {TWILIO_SPEC} / {SENDGRID_SPEC} (set NDRFLOW_SPECS_DIR)")
+        pytest.skip(
+            f"contract tests need the official specs: {specs} has no {TWILIO_SPEC} / {SENDGRID_SPEC} (set NDRFLOW_SPECS_DIR)"
+        )
     binary = ensure_prism()
     logs = tmp_path_factory.mktemp("prism")
     mocks = {
@@ -123,7 +134,9 @@ def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         for mock in mocks.values():
             mock.stop()
         pytest.skip(f"Prism could not serve the specs: {exc}")
-    yield {name: mock.url for name, mock in mocks.items()} | {f"{name}_log": str(m.log) for name, m in mocks.items()}
+    yield {name: mock.url for name, mock in mocks.items()} | {
+        f"{name}_log": str(m.log) for name, m in mocks.items()
+    }
     for mock in mocks.values():
         mock.stop()
 
@@ -146,16 +159,29 @@ CONTEXT = {
 def message(channel: str, purpose: str, to: str, locale: str = "hi-IN") -> OutboundMessage:
     r = render(channel, purpose, locale, CONTEXT, tz="Asia/Kolkata")
     return OutboundMessage(
-        key=f"shp_contract:{purpose}:e1:{channel}", shipment_id="shp_contract", channel=channel, purpose=purpose,
-        locale=r.locale, template_locale=r.template_locale, to=to, body=r.body, subject=r.subject, html=r.html,
-        variables=r.variables, sender_name="Acme Fashions",
+        key=f"shp_contract:{purpose}:e1:{channel}",
+        shipment_id="shp_contract",
+        channel=channel,
+        purpose=purpose,
+        locale=r.locale,
+        template_locale=r.template_locale,
+        to=to,
+        body=r.body,
+        subject=r.subject,
+        html=r.html,
+        variables=r.variables,
+        sender_name="Acme Fashions",
     )
 
 
 def twilio_settings(prism: dict[str, str], **kw: object) -> ChannelSettings:
     values: dict[str, object] = dict(
-        twilio_account_sid=ACCOUNT_SID, twilio_auth_token="contract-token", twilio_from="+15005550006",
-        twilio_base_url=prism["twilio"], twilio_timeout_seconds=10, public_base_url="https://ndr.example.com",
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token="contract-token",
+        twilio_from="+15005550006",
+        twilio_base_url=prism["twilio"],
+        twilio_timeout_seconds=10,
+        public_base_url="https://ndr.example.com",
     )
     values.update(kw)
     return ChannelSettings(**values)
@@ -170,7 +196,14 @@ def test_sms_is_accepted_by_the_twilio_spec(prism: dict[str, str]) -> None:
 
 
 def test_whatsapp_template_message_is_accepted_by_the_twilio_spec(prism: dict[str, str]) -> None:
-    templates = {"ndr_ask": {"hi": {"content_sid": "HX" + "a" * 32, "variables": ["merchant_name", "order_id", "reason_text", "options_text", "link"]}}}
+    templates = {
+        "ndr_ask": {
+            "hi": {
+                "content_sid": "HX" + "a" * 32,
+                "variables": ["merchant_name", "order_id", "reason_text", "options_text", "link"],
+            }
+        }
+    }
     settings = twilio_settings(prism, whatsapp_templates=templates, twilio_whatsapp_from="+14155238886")
     result = twilio_whatsapp.send(message("whatsapp", "ndr_ask", "+919876543210"), settings)
     assert result.provider_message_id.startswith("SM") and "template" in result.detail
@@ -178,13 +211,21 @@ def test_whatsapp_template_message_is_accepted_by_the_twilio_spec(prism: dict[st
 
 def test_mail_send_is_accepted_by_the_sendgrid_spec(prism: dict[str, str]) -> None:
     settings = ChannelSettings(
-        sendgrid_api_key="SG.contract", sendgrid_from="notify@acme.example", sendgrid_reply_to="replies@parse.acme.example",
-        sendgrid_base_url=prism["sendgrid"], sendgrid_timeout_seconds=10,
+        sendgrid_api_key="SG.contract",
+        sendgrid_from="notify@acme.example",
+        sendgrid_reply_to="replies@parse.acme.example",
+        sendgrid_base_url=prism["sendgrid"],
+        sendgrid_timeout_seconds=10,
     )
     result = sendgrid_email.send(message("email", "ndr_ask", "asha@example.com"), settings)
     assert result.status == "accepted"
-    dynamic = ChannelSettings(**{**settings.model_dump(), "sendgrid_templates": {"delivered": "d-" + "0" * 32}})
-    assert sendgrid_email.send(message("email", "delivered", "asha@example.com", "en"), dynamic).status == "accepted"
+    dynamic = ChannelSettings(
+        **{**settings.model_dump(), "sendgrid_templates": {"delivered": "d-" + "0" * 32}}
+    )
+    assert (
+        sendgrid_email.send(message("email", "delivered", "asha@example.com", "en"), dynamic).status
+        == "accepted"
+    )
 
 
 def test_the_mocks_do_refuse_invalid_requests(prism: dict[str, str]) -> None:
@@ -196,7 +237,11 @@ def test_the_mocks_do_refuse_invalid_requests(prism: dict[str, str]) -> None:
     with pytest.raises(ChannelError) as info:
         sendgrid_email.send(
             message("email", "delivered", "asha@example.com", "en"),
-            ChannelSettings(sendgrid_api_key="SG.contract", sendgrid_from="not-an-email", sendgrid_base_url=prism["sendgrid"]),
+            ChannelSettings(
+                sendgrid_api_key="SG.contract",
+                sendgrid_from="not-an-email",
+                sendgrid_base_url=prism["sendgrid"],
+            ),
         )
     assert info.value.http_status == 400
     # The spec quirk our payload avoids: top-level custom_args as an object is refused.
@@ -204,7 +249,8 @@ def test_the_mocks_do_refuse_invalid_requests(prism: dict[str, str]) -> None:
     from sendgrid import SendGridAPIClient
 
     payload = sendgrid_email.build_payload(
-        message("email", "delivered", "asha@example.com", "en"), ChannelSettings(sendgrid_from="notify@acme.example")
+        message("email", "delivered", "asha@example.com", "en"),
+        ChannelSettings(sendgrid_from="notify@acme.example"),
     )
     sg = SendGridAPIClient(api_key="SG.contract", host=prism["sendgrid"])
     with pytest.raises(HTTPError) as refused:

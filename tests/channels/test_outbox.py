@@ -32,8 +32,23 @@ def test_send_request_shape(engine: Engine) -> None:
     result = provider.send(MSG, SETTINGS, engine)
     assert result.provider == "outbox" and result.provider_message_id == provider.message_id_for(MSG.key)
     [stored] = ns.list_outbox(engine, to="+821012345678")
-    assert (stored.channel, stored.purpose, stored.locale, stored.template_locale, stored.body) == ("sms", "picked_up", "ko-KR", "ko", MSG.body)
-    email = OutboundMessage(**{**MSG.__dict__, "key": "shp_abc:picked_up:e1:email", "channel": "email", "to": "Asha@Example.com", "subject": "S", "html": "<p>x</p>"})
+    assert (stored.channel, stored.purpose, stored.locale, stored.template_locale, stored.body) == (
+        "sms",
+        "picked_up",
+        "ko-KR",
+        "ko",
+        MSG.body,
+    )
+    email = OutboundMessage(
+        **{
+            **MSG.__dict__,
+            "key": "shp_abc:picked_up:e1:email",
+            "channel": "email",
+            "to": "Asha@Example.com",
+            "subject": "S",
+            "html": "<p>x</p>",
+        }
+    )
     provider.send(email, SETTINGS, engine)
     [mail] = ns.list_outbox(engine, to="asha@example.com")
     assert mail.subject == "S" and mail.html == "<p>x</p>"
@@ -83,18 +98,29 @@ def test_optout_keywords_through_inbound_parser(body: str, expected: str | None)
 
 
 def test_parse_status() -> None:
-    [upd] = provider.parse_status(b"MessageSid=OB1&MessageStatus=delivered&To=%2B821012345678", {"key": MSG.key})
+    [upd] = provider.parse_status(
+        b"MessageSid=OB1&MessageStatus=delivered&To=%2B821012345678", {"key": MSG.key}
+    )
     assert (upd.provider, upd.status, upd.key) == ("outbox", "delivered", MSG.key)
 
 
 def test_verify_signature_accepts_recorded_and_refuses_tampered() -> None:
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": RAW_LOCAL_REPLY_SIGNATURE}
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": RAW_LOCAL_REPLY_SIGNATURE,
+    }
     assert provider.verify_signature(RAW_LOCAL_REPLY, headers, LOCAL_URL, SETTINGS)
-    assert not provider.verify_signature(RAW_LOCAL_REPLY.replace(b"Body=2", b"Body=3"), headers, LOCAL_URL, SETTINGS)
-    assert not provider.verify_signature(RAW_LOCAL_REPLY, headers, LOCAL_URL, ChannelSettings(twilio_auth_token=""))
+    assert not provider.verify_signature(
+        RAW_LOCAL_REPLY.replace(b"Body=2", b"Body=3"), headers, LOCAL_URL, SETTINGS
+    )
+    assert not provider.verify_signature(
+        RAW_LOCAL_REPLY, headers, LOCAL_URL, ChannelSettings(twilio_auth_token="")
+    )
 
 
 # ---- recorded payloads (a reply from the /dev/outbox page; per-home token "12345") -----------
 LOCAL_URL = "http://127.0.0.1:8000/v1/webhooks/twilio/inbound"
-RAW_LOCAL_REPLY = b"MessageSid=SMlocal0001&AccountSid=ACLOCAL&From=%2B821012345678&To=ndrflow&Body=2&NumMedia=0"
+RAW_LOCAL_REPLY = (
+    b"MessageSid=SMlocal0001&AccountSid=ACLOCAL&From=%2B821012345678&To=ndrflow&Body=2&NumMedia=0"
+)
 RAW_LOCAL_REPLY_SIGNATURE = "Udrkgv72zqa7o3fkH4lW+GjVOds="

@@ -41,15 +41,23 @@ def test_send_request_shape(fake: FakeProviders) -> None:
     assert payload["from"] == {"email": "notify@acme.example", "name": "Acme Fashions"}
     assert payload["reply_to"] == {"email": "replies@parse.acme.example"}
     assert payload["subject"] == MSG.subject
-    assert payload["content"] == [{"type": "text/plain", "value": MSG.body}, {"type": "text/html", "value": MSG.html}]
+    assert payload["content"] == [
+        {"type": "text/plain", "value": MSG.body},
+        {"type": "text/html", "value": MSG.html},
+    ]
     assert fake.state.requests[0]["auth"].startswith("Bearer ")
     # a per-case reply-to address wins over the configured one
-    provider.send(OutboundMessage(**{**MSG.__dict__, "reply_to": "case-k7q@parse.acme.example"}), fake.sendgrid_settings())
+    provider.send(
+        OutboundMessage(**{**MSG.__dict__, "reply_to": "case-k7q@parse.acme.example"}),
+        fake.sendgrid_settings(),
+    )
     assert fake.state.sendgrid_mails[-1]["payload"]["reply_to"] == {"email": "case-k7q@parse.acme.example"}
 
 
 def test_dynamic_template_when_configured(fake: FakeProviders) -> None:
-    settings = fake.sendgrid_settings(sendgrid_templates={"delivered": "d-generic", "delivered.en": "d-english"})
+    settings = fake.sendgrid_settings(
+        sendgrid_templates={"delivered": "d-generic", "delivered.en": "d-english"}
+    )
     provider.send(MSG, settings)
     payload = fake.state.sendgrid_mails[-1]["payload"]
     assert payload["template_id"] == "d-english" and "content" not in payload
@@ -88,7 +96,9 @@ def test_send_rate_limit_and_server_error_are_retryable(fake: FakeProviders) -> 
 
 def test_lost_response_is_reconciled(fake: FakeProviders, engine) -> None:
     settings = fake.sendgrid_settings(sendgrid_reconcile_wait_seconds=120)
-    row = ns.claim_notification(engine, key=MSG.key, shipment_id="shp_abc", channel="email", purpose="delivered").row
+    row = ns.claim_notification(
+        engine, key=MSG.key, shipment_id="shp_abc", channel="email", purpose="delivered"
+    ).row
     row = ns.begin_attempt(engine, row, provider="sendgrid_email", recipient=MSG.to)
     started = row.attempt_started_at
     fake.fail_next("sendgrid", kind="accept_then_hang", hang=1.6)
@@ -100,19 +110,37 @@ def test_lost_response_is_reconciled(fake: FakeProviders, engine) -> None:
         provider.reconcile(MSG, settings, engine, started, set())
     assert info.value.code == "awaiting_events" and 0 < info.value.retry_after <= 120
     # the event webhook delivered an event carrying our custom arg: it went out
-    ns.apply_sendgrid_event(engine, sg_event_id="ev-1", event="processed", status="processed", key=MSG.key, provider_message_id="abc.filter1")
+    ns.apply_sendgrid_event(
+        engine,
+        sg_event_id="ev-1",
+        event="processed",
+        status="processed",
+        key=MSG.key,
+        provider_message_id="abc.filter1",
+    )
     found = provider.reconcile(MSG, settings, engine, started, set())
     assert found is not None and found.detail.startswith("reconciled")
     # no event after the wait: send again
     other = OutboundMessage(**{**MSG.__dict__, "key": "shp_abc:delivered:e8:email"})
-    assert provider.reconcile(other, settings, engine, datetime.now(UTC) - timedelta(seconds=121), set()) is None
+    assert (
+        provider.reconcile(other, settings, engine, datetime.now(UTC) - timedelta(seconds=121), set()) is None
+    )
     # no event webhook configured: nothing to wait for
-    assert provider.reconcile(other, fake.sendgrid_settings(sendgrid_event_public_key=""), engine, datetime.now(UTC), set()) is None
+    assert (
+        provider.reconcile(
+            other, fake.sendgrid_settings(sendgrid_event_public_key=""), engine, datetime.now(UTC), set()
+        )
+        is None
+    )
 
 
 def test_parse_inbound() -> None:
     msg = provider.parse_inbound(RAW_INBOUND_PARSE, INBOUND_CONTENT_TYPE)
-    assert (msg.channel, msg.from_address, msg.to_address) == ("email", "asha@example.com", "case-k7q@parse.acme.example")
+    assert (msg.channel, msg.from_address, msg.to_address) == (
+        "email",
+        "asha@example.com",
+        "case-k7q@parse.acme.example",
+    )
     assert msg.body.startswith("2\r\n") or msg.body.startswith("2\n")
     assert msg.subject == "Re: Action needed: delivery of order A-1 failed"
     assert msg.provider_message_id == "<CAF=abc123@mail.example.com>"
@@ -120,11 +148,16 @@ def test_parse_inbound() -> None:
         provider.parse_inbound(b"{}", "application/json")
 
 
-@pytest.mark.parametrize(("first_line", "expected"), [("STOP", "opt_out"), ("unsubscribe", "opt_out"), ("2", None)])
+@pytest.mark.parametrize(
+    ("first_line", "expected"), [("STOP", "opt_out"), ("unsubscribe", "opt_out"), ("2", None)]
+)
 def test_optout_keywords_through_inbound_parser(first_line: str, expected: str | None) -> None:
     assert provider.parse_inbound(_with_text(first_line), INBOUND_CONTENT_TYPE).optout == expected
     # a keyword above a quoted email is a reply, not a keyword message
-    assert provider.parse_inbound(_with_text(first_line + "\r\n\r\n> quoted"), INBOUND_CONTENT_TYPE).optout is None
+    assert (
+        provider.parse_inbound(_with_text(first_line + "\r\n\r\n> quoted"), INBOUND_CONTENT_TYPE).optout
+        is None
+    )
 
 
 def test_parse_status() -> None:
@@ -138,7 +171,11 @@ def test_parse_status() -> None:
         ("unsubscribe", None, "shp_abc:delivered:e7:email"),
     ]
     bounce = updates[2]
-    assert bounce.error_code == "5.1.1" and bounce.recipient == "old@example.com" and bounce.event_id == "qL1kH9G7Qz6ZyXBbWQ1n6Q=="
+    assert (
+        bounce.error_code == "5.1.1"
+        and bounce.recipient == "old@example.com"
+        and bounce.event_id == "qL1kH9G7Qz6ZyXBbWQ1n6Q=="
+    )
     assert updates[5].optout == "opt_out" and updates[5].recipient == "asha@example.com"
     assert updates[0].occurred_at == datetime.fromtimestamp(1795843200, UTC)
     for bad, problem in [(b"not json", "not JSON"), (b"{}", "array"), (b'[{"event":"open"}]', "sg_event_id")]:
@@ -148,18 +185,43 @@ def test_parse_status() -> None:
 
 def test_verify_signature_accepts_recorded_and_refuses_tampered(fake: FakeProviders) -> None:
     settings = fake.sendgrid_settings(sendgrid_event_public_key=RECORDED_PUBLIC_KEY)
-    headers = {"X-Twilio-Email-Event-Webhook-Signature": RECORDED_SIGNATURE, "X-Twilio-Email-Event-Webhook-Timestamp": RECORDED_TIMESTAMP}
+    headers = {
+        "X-Twilio-Email-Event-Webhook-Signature": RECORDED_SIGNATURE,
+        "X-Twilio-Email-Event-Webhook-Timestamp": RECORDED_TIMESTAMP,
+    }
     signed_at = datetime.fromtimestamp(int(RECORDED_TIMESTAMP), UTC)
     assert provider.verify_signature(RAW_EVENTS, headers, "", settings, now=signed_at + timedelta(seconds=30))
     # replayed later than the allowed age (default 10 minutes), or from the future
-    assert not provider.verify_signature(RAW_EVENTS, headers, "", settings, now=signed_at + timedelta(minutes=11))
-    assert not provider.verify_signature(RAW_EVENTS, headers, "", settings, now=signed_at - timedelta(minutes=11))
-    assert not provider.verify_signature(RAW_EVENTS.replace(b"bounce", b"delivered"), headers, "", settings, now=signed_at)
-    assert not provider.verify_signature(RAW_EVENTS, {**headers, "X-Twilio-Email-Event-Webhook-Timestamp": str(int(RECORDED_TIMESTAMP) + 1)}, "", settings, now=signed_at)
+    assert not provider.verify_signature(
+        RAW_EVENTS, headers, "", settings, now=signed_at + timedelta(minutes=11)
+    )
+    assert not provider.verify_signature(
+        RAW_EVENTS, headers, "", settings, now=signed_at - timedelta(minutes=11)
+    )
+    assert not provider.verify_signature(
+        RAW_EVENTS.replace(b"bounce", b"delivered"), headers, "", settings, now=signed_at
+    )
+    assert not provider.verify_signature(
+        RAW_EVENTS,
+        {**headers, "X-Twilio-Email-Event-Webhook-Timestamp": str(int(RECORDED_TIMESTAMP) + 1)},
+        "",
+        settings,
+        now=signed_at,
+    )
     assert not provider.verify_signature(RAW_EVENTS, {}, "", settings, now=signed_at)
-    assert not provider.verify_signature(RAW_EVENTS, headers, "", fake.sendgrid_settings(), now=signed_at)  # other key
-    assert not provider.verify_signature(RAW_EVENTS, headers, "", fake.sendgrid_settings(sendgrid_event_public_key=""), now=signed_at)
-    assert not provider.verify_signature(RAW_EVENTS, headers, "", fake.sendgrid_settings(sendgrid_event_public_key="bm90IGEga2V5"), now=signed_at)
+    assert not provider.verify_signature(
+        RAW_EVENTS, headers, "", fake.sendgrid_settings(), now=signed_at
+    )  # other key
+    assert not provider.verify_signature(
+        RAW_EVENTS, headers, "", fake.sendgrid_settings(sendgrid_event_public_key=""), now=signed_at
+    )
+    assert not provider.verify_signature(
+        RAW_EVENTS,
+        headers,
+        "",
+        fake.sendgrid_settings(sendgrid_event_public_key="bm90IGEga2V5"),
+        now=signed_at,
+    )
     # what the fake signs now verifies with the fake's key
     body, live = fake.signed_sendgrid_events([{"event": "delivered", "sg_event_id": "x", "email": "a@b.c"}])
     assert provider.verify_signature(body, live, "", fake.sendgrid_settings())
@@ -175,7 +237,9 @@ def _with_text(text: str) -> bytes:
 # Signed Event Webhook batch (ECDSA P-256; this public key, that timestamp, that signature).
 RECORDED_PUBLIC_KEY = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAET/3wDk/0tZhIHpwXOemX1tDUvoLnXO8vYlrKPvZWdmf5JwQf8xS1Y6bN3ZyCCc/1sqi6WhsepdydQG48WlNx9w=="
 RECORDED_TIMESTAMP = "1795843310"
-RECORDED_SIGNATURE = "MEUCIDSz9/RPjLDdtTGtlBy24JJElgOMTH6TQuTAfss3pH4uAiEA0pFZj5r/0rvWtUnH4+wsmPAvGcT0h8Cs4s/Poprx+Ko="
+RECORDED_SIGNATURE = (
+    "MEUCIDSz9/RPjLDdtTGtlBy24JJElgOMTH6TQuTAfss3pH4uAiEA0pFZj5r/0rvWtUnH4+wsmPAvGcT0h8Cs4s/Poprx+Ko="
+)
 RAW_EVENTS = (
     b'[{"email":"asha@example.com","timestamp":1795843200,"smtp-id":"<14c5d75ce93.dfd.64b469@ismtpd-555>","event":"processed","category":["delivered"],"sg_event_id":"rbtnWrG1DVDGGGFHFyun0A==","sg_message_id":"14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0","ndrflow_key":"shp_abc:delivered:e7:email","shipment_id":"shp_abc","purpose":"delivered"},'
     b'{"email":"asha@example.com","timestamp":1795843203,"smtp-id":"<14c5d75ce93.dfd.64b469@ismtpd-555>","event":"delivered","category":["delivered"],"sg_event_id":"Lcx_mkbBS6uTnAEtRkMjQQ==","sg_message_id":"14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0","response":"250 OK","ndrflow_key":"shp_abc:delivered:e7:email","shipment_id":"shp_abc","purpose":"delivered"},'

@@ -32,7 +32,11 @@ def test_send_request_shape(fake: FakeProviders) -> None:
     form = req["form"]
     assert form["To"] == "+919876543210" and form["From"] == TWILIO_FROM and form["Body"] == MSG.body
     callback = urlsplit(form["StatusCallback"])
-    assert (callback.scheme, callback.netloc, callback.path) == ("https", "ndr.example.com", "/v1/webhooks/twilio/status")
+    assert (callback.scheme, callback.netloc, callback.path) == (
+        "https",
+        "ndr.example.com",
+        "/v1/webhooks/twilio/status",
+    )
     assert parse_qs(callback.query)["key"] == [MSG.key]
     # with a messaging service, no From: the service picks the sender
     fake.reset()
@@ -85,7 +89,12 @@ def test_lost_response_is_reconciled(fake: FakeProviders) -> None:
 
 def test_parse_inbound() -> None:
     msg = provider.parse_inbound(RAW_INBOUND_STOP)
-    assert (msg.channel, msg.from_address, msg.to_address, msg.body) == ("sms", "+919876543210", "+15005550006", "Stop")
+    assert (msg.channel, msg.from_address, msg.to_address, msg.body) == (
+        "sms",
+        "+919876543210",
+        "+15005550006",
+        "Stop",
+    )
     assert msg.provider_message_id == "SM9f8e7d6c5b4a39281706f5e4d3c2b1a0"
     with pytest.raises(ValueError, match="MessageSid"):
         provider.parse_inbound(b"From=%2B919876543210&Body=hi")
@@ -94,11 +103,23 @@ def test_parse_inbound() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("STOP", "opt_out"), ("stop", "opt_out"), (" Stop. ", "opt_out"), ("UNSUBSCRIBE", "opt_out"),
-        ("end", "opt_out"), ("Quit", "opt_out"), ("STOPALL", "opt_out"), ("revoke", "opt_out"),
-        ("optout", "opt_out"), ("CANCEL", "opt_out"),
-        ("START", "opt_in"), ("unstop", "opt_in"), ("Yes", "opt_in"),
-        ("2", None), ("please stop calling me", None), ("stop it", None), ("", None),
+        ("STOP", "opt_out"),
+        ("stop", "opt_out"),
+        (" Stop. ", "opt_out"),
+        ("UNSUBSCRIBE", "opt_out"),
+        ("end", "opt_out"),
+        ("Quit", "opt_out"),
+        ("STOPALL", "opt_out"),
+        ("revoke", "opt_out"),
+        ("optout", "opt_out"),
+        ("CANCEL", "opt_out"),
+        ("START", "opt_in"),
+        ("unstop", "opt_in"),
+        ("Yes", "opt_in"),
+        ("2", None),
+        ("please stop calling me", None),
+        ("stop it", None),
+        ("", None),
     ],
 )
 def test_optout_keywords_through_inbound_parser(body: str, expected: str | None) -> None:
@@ -108,8 +129,17 @@ def test_optout_keywords_through_inbound_parser(body: str, expected: str | None)
 
 def test_parse_status() -> None:
     [upd] = provider.parse_status(RAW_STATUS_UNDELIVERED, {"key": "shp_abc:out_for_delivery:e3:sms"})
-    assert (upd.channel, upd.status, upd.error_code, upd.provider_message_id) == ("sms", "undelivered", "30003", "SM4a1f9c2b3d4e5f60718293a4b5c6d7e8")
-    assert upd.key == "shp_abc:out_for_delivery:e3:sms" and upd.recipient == "+919876543210" and upd.optout is None
+    assert (upd.channel, upd.status, upd.error_code, upd.provider_message_id) == (
+        "sms",
+        "undelivered",
+        "30003",
+        "SM4a1f9c2b3d4e5f60718293a4b5c6d7e8",
+    )
+    assert (
+        upd.key == "shp_abc:out_for_delivery:e3:sms"
+        and upd.recipient == "+919876543210"
+        and upd.optout is None
+    )
     [upd] = provider.parse_status(b"MessageSid=SM1&MessageStatus=failed&ErrorCode=21610&To=%2B919876543210")
     assert upd.status == "failed" and upd.optout == "opt_out" and upd.key is None
     with pytest.raises(ValueError, match="MessageStatus"):
@@ -118,18 +148,34 @@ def test_parse_status() -> None:
 
 def test_verify_signature_accepts_recorded_and_refuses_tampered(fake: FakeProviders) -> None:
     settings = fake.twilio_settings(twilio_auth_token="12345")
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": RAW_STATUS_SIGNATURE}
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": RAW_STATUS_SIGNATURE,
+    }
     assert provider.verify_signature(RAW_STATUS_UNDELIVERED, headers, STATUS_URL, settings)
     # default ports are allowed either way, as Twilio signs inconsistently
-    assert provider.verify_signature(RAW_STATUS_UNDELIVERED, headers, STATUS_URL.replace(".com/", ".com:443/"), settings)
+    assert provider.verify_signature(
+        RAW_STATUS_UNDELIVERED, headers, STATUS_URL.replace(".com/", ".com:443/"), settings
+    )
     tampered = RAW_STATUS_UNDELIVERED.replace(b"undelivered", b"delivered")
     assert not provider.verify_signature(tampered, headers, STATUS_URL, settings)
-    assert not provider.verify_signature(RAW_STATUS_UNDELIVERED, headers, STATUS_URL.replace("e3", "e4"), settings)
-    assert not provider.verify_signature(RAW_STATUS_UNDELIVERED, {"Content-Type": headers["Content-Type"]}, STATUS_URL, settings)
-    assert not provider.verify_signature(RAW_STATUS_UNDELIVERED, headers, STATUS_URL, fake.twilio_settings(twilio_auth_token="other"))
-    assert not provider.verify_signature(RAW_STATUS_UNDELIVERED, headers, STATUS_URL, fake.twilio_settings(twilio_auth_token=""))
+    assert not provider.verify_signature(
+        RAW_STATUS_UNDELIVERED, headers, STATUS_URL.replace("e3", "e4"), settings
+    )
+    assert not provider.verify_signature(
+        RAW_STATUS_UNDELIVERED, {"Content-Type": headers["Content-Type"]}, STATUS_URL, settings
+    )
+    assert not provider.verify_signature(
+        RAW_STATUS_UNDELIVERED, headers, STATUS_URL, fake.twilio_settings(twilio_auth_token="other")
+    )
+    assert not provider.verify_signature(
+        RAW_STATUS_UNDELIVERED, headers, STATUS_URL, fake.twilio_settings(twilio_auth_token="")
+    )
     assert not provider.verify_signature(b"\xff\xfe", headers, STATUS_URL, settings)
-    inbound_headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": RAW_INBOUND_SIGNATURE}
+    inbound_headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": RAW_INBOUND_SIGNATURE,
+    }
     assert provider.verify_signature(RAW_INBOUND_STOP, inbound_headers, INBOUND_URL, settings)
 
 

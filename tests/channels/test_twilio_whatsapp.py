@@ -15,10 +15,21 @@ from tests.channels.fake_providers import TWILIO_FROM, FakeProviders
 
 TEMPLATES = {
     "ndr_ask": {
-        "en": {"content_sid": "HX" + "a" * 32, "variables": ["merchant_name", "order_id", "reason_text", "link"]},
-        "hi": {"content_sid": "HX" + "b" * 32, "variables": ["merchant_name", "order_id", "reason_text", "link"]},
+        "en": {
+            "content_sid": "HX" + "a" * 32,
+            "variables": ["merchant_name", "order_id", "reason_text", "link"],
+        },
+        "hi": {
+            "content_sid": "HX" + "b" * 32,
+            "variables": ["merchant_name", "order_id", "reason_text", "link"],
+        },
     },
-    "delivered": {"en": {"content_sid": "HX" + "c" * 32, "variables": ["merchant_name", "order_id", "delivered_at_text"]}},
+    "delivered": {
+        "en": {
+            "content_sid": "HX" + "c" * 32,
+            "variables": ["merchant_name", "order_id", "delivered_at_text"],
+        }
+    },
 }
 
 MSG = OutboundMessage(
@@ -30,7 +41,12 @@ MSG = OutboundMessage(
     template_locale="hi",
     to="+919876543210",
     body="*Acme*\nआपका ऑर्डर A-1 डिलीवर नहीं हो सका...",
-    variables={"merchant_name": "Acme", "order_id": "A-1", "reason_text": "कोई उपलब्ध नहीं था", "link": "https://t.example/r/x"},
+    variables={
+        "merchant_name": "Acme",
+        "order_id": "A-1",
+        "reason_text": "कोई उपलब्ध नहीं था",
+        "link": "https://t.example/r/x",
+    },
 )
 
 
@@ -45,7 +61,12 @@ def test_send_request_shape(fake: FakeProviders) -> None:
     form = fake.state.requests[-1]["form"]
     assert form["To"] == "whatsapp:+919876543210" and form["From"] == "whatsapp:" + TWILIO_FROM
     assert form["ContentSid"] == TEMPLATES["ndr_ask"]["hi"]["content_sid"] and "Body" not in form
-    assert json.loads(form["ContentVariables"]) == {"1": "Acme", "2": "A-1", "3": "कोई उपलब्ध नहीं था", "4": "https://t.example/r/x"}
+    assert json.loads(form["ContentVariables"]) == {
+        "1": "Acme",
+        "2": "A-1",
+        "3": "कोई उपलब्ध नहीं था",
+        "4": "https://t.example/r/x",
+    }
     assert form["StatusCallback"].startswith("https://ndr.example.com/v1/webhooks/twilio/status?key=")
     # inside the window: our own free-form text
     inside = OutboundMessage(**{**MSG.__dict__, "within_session": True})
@@ -58,7 +79,15 @@ def test_send_request_shape(fake: FakeProviders) -> None:
 
 
 def test_template_locale_falls_back_and_missing_values_are_dashes(fake: FakeProviders) -> None:
-    msg = OutboundMessage(**{**MSG.__dict__, "purpose": "delivered", "locale": "ko-KR", "template_locale": "ko", "variables": {"merchant_name": "Acme", "order_id": "A-1"}})
+    msg = OutboundMessage(
+        **{
+            **MSG.__dict__,
+            "purpose": "delivered",
+            "locale": "ko-KR",
+            "template_locale": "ko",
+            "variables": {"merchant_name": "Acme", "order_id": "A-1"},
+        }
+    )
     provider.send(msg, settings(fake))
     form = fake.state.requests[-1]["form"]
     assert form["ContentSid"] == TEMPLATES["delivered"]["en"]["content_sid"]
@@ -118,13 +147,24 @@ def test_lost_response_is_reconciled(fake: FakeProviders) -> None:
 
 def test_parse_inbound() -> None:
     msg = provider.parse_inbound(RAW_INBOUND_WHATSAPP)
-    assert (msg.channel, msg.from_address, msg.to_address, msg.body) == ("whatsapp", "+919876543210", "+14155238886", "2")
+    assert (msg.channel, msg.from_address, msg.to_address, msg.body) == (
+        "whatsapp",
+        "+919876543210",
+        "+14155238886",
+        "2",
+    )
     assert msg.profile_name == "Asha" and msg.optout is None and msg.button_payload is None
-    tapped = provider.parse_inbound(RAW_INBOUND_WHATSAPP.replace(b"Body=2", b"Body=Pick+a+date&ButtonText=Pick+a+date&ButtonPayload=reschedule"))
+    tapped = provider.parse_inbound(
+        RAW_INBOUND_WHATSAPP.replace(
+            b"Body=2", b"Body=Pick+a+date&ButtonText=Pick+a+date&ButtonPayload=reschedule"
+        )
+    )
     assert (tapped.body, tapped.button_payload) == ("Pick a date", "reschedule")
 
 
-@pytest.mark.parametrize(("body", "expected"), [("STOP", "opt_out"), ("Cancel", "opt_out"), ("start", "opt_in"), ("1", None)])
+@pytest.mark.parametrize(
+    ("body", "expected"), [("STOP", "opt_out"), ("Cancel", "opt_out"), ("start", "opt_in"), ("1", None)]
+)
 def test_optout_keywords_through_inbound_parser(body: str, expected: str | None) -> None:
     raw = RAW_INBOUND_WHATSAPP.replace(b"Body=2", b"Body=" + body.encode())
     msg = provider.parse_inbound(raw)
@@ -133,7 +173,12 @@ def test_optout_keywords_through_inbound_parser(body: str, expected: str | None)
 
 def test_parse_status() -> None:
     [upd] = provider.parse_status(RAW_STATUS_63016, {"key": "shp_abc:ndr_ask:ndr1-0:whatsapp"})
-    assert (upd.channel, upd.status, upd.error_code, upd.recipient) == ("whatsapp", "failed", "63016", "+919876543210")
+    assert (upd.channel, upd.status, upd.error_code, upd.recipient) == (
+        "whatsapp",
+        "failed",
+        "63016",
+        "+919876543210",
+    )
     assert upd.key == "shp_abc:ndr_ask:ndr1-0:whatsapp"
     [read] = provider.parse_status(b"MessageSid=SM2&MessageStatus=read&To=whatsapp%3A%2B919876543210")
     assert read.status == "read"
@@ -141,12 +186,20 @@ def test_parse_status() -> None:
 
 def test_verify_signature_accepts_recorded_and_refuses_tampered(fake: FakeProviders) -> None:
     s = settings(fake, twilio_auth_token="12345")
-    headers = {"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": RAW_STATUS_63016_SIGNATURE}
+    headers = {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": RAW_STATUS_63016_SIGNATURE,
+    }
     assert provider.verify_signature(RAW_STATUS_63016, headers, STATUS_URL, s)  # header names in any case
     assert not provider.verify_signature(RAW_STATUS_63016 + b"&Extra=1", headers, STATUS_URL, s)
-    inbound = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": RAW_INBOUND_SIGNATURE}
+    inbound = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": RAW_INBOUND_SIGNATURE,
+    }
     assert provider.verify_signature(RAW_INBOUND_WHATSAPP, inbound, INBOUND_URL, s)
-    assert not provider.verify_signature(RAW_INBOUND_WHATSAPP, inbound, INBOUND_URL.replace("https", "http"), s)
+    assert not provider.verify_signature(
+        RAW_INBOUND_WHATSAPP, inbound, INBOUND_URL.replace("https", "http"), s
+    )
 
 
 # ---- recorded payloads (Twilio's WhatsApp field set; signed with auth token "12345") -------

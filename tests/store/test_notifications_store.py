@@ -122,29 +122,48 @@ def test_notifications_for_shipment(engine: Engine) -> None:
     a1 = ns.begin_attempt(engine, row, provider="twilio_sms", recipient="+91")
     ns.mark_sent(engine, a1, provider_message_id="SM9")
     items = ns.notifications_for_shipment(engine, "shp_1")
-    assert [(i["channel"], i["status"], i["provider_message_id"]) for i in items] == [("sms", "sent", "SM9"), ("email", "pending", None)]
+    assert [(i["channel"], i["status"], i["provider_message_id"]) for i in items] == [
+        ("sms", "sent", "SM9"),
+        ("email", "pending", None),
+    ]
     assert "recipient" not in items[0]  # no contact data in API views
 
 
 def test_opt_out_and_back_in(engine: Engine) -> None:
     assert not ns.is_opted_out(engine, channel="sms", address="+919876543210")
-    ns.set_opt_out(engine, channel="sms", address="+919876543210", opted_out=True, source="keyword", keyword="STOP")
-    ns.set_opt_out(engine, channel="sms", address="+919876543210", opted_out=True, source="keyword", keyword="STOP")
+    ns.set_opt_out(
+        engine, channel="sms", address="+919876543210", opted_out=True, source="keyword", keyword="STOP"
+    )
+    ns.set_opt_out(
+        engine, channel="sms", address="+919876543210", opted_out=True, source="keyword", keyword="STOP"
+    )
     assert ns.is_opted_out(engine, channel="sms", address="+919876543210")
     assert not ns.is_opted_out(engine, channel="whatsapp", address="+919876543210")  # per channel
-    ns.set_opt_out(engine, channel="whatsapp", address="whatsapp:+919876543210", opted_out=True, source="keyword")
+    ns.set_opt_out(
+        engine, channel="whatsapp", address="whatsapp:+919876543210", opted_out=True, source="keyword"
+    )
     assert ns.is_opted_out(engine, channel="whatsapp", address="+919876543210")
-    ns.set_opt_out(engine, channel="sms", address="+919876543210", opted_out=False, source="keyword", keyword="START")
+    ns.set_opt_out(
+        engine, channel="sms", address="+919876543210", opted_out=False, source="keyword", keyword="START"
+    )
     assert not ns.is_opted_out(engine, channel="sms", address="+919876543210")
-    ns.set_opt_out(engine, channel="email", address="Asha@Example.com", opted_out=True, source="sendgrid_unsubscribe")
+    ns.set_opt_out(
+        engine, channel="email", address="Asha@Example.com", opted_out=True, source="sendgrid_unsubscribe"
+    )
     assert ns.is_opted_out(engine, channel="email", address="asha@example.COM")
 
 
 def test_outbox_is_idempotent_and_filtered(engine: Engine) -> None:
     def msg(key: str, to: str, body: str) -> ns.OutboxMessage:
         return ns.OutboxMessage(
-            key=key, message_id="OB" + key[-6:], shipment_id="shp_1", channel="sms", to_address=to,
-            purpose="delivered", locale="en", body=body,
+            key=key,
+            message_id="OB" + key[-6:],
+            shipment_id="shp_1",
+            channel="sms",
+            to_address=to,
+            purpose="delivered",
+            locale="en",
+            body=body,
         )
 
     first = ns.store_outbox_message(engine, msg("k:000001", "+919876543210", "one"))
@@ -161,9 +180,32 @@ def test_outbox_is_idempotent_and_filtered(engine: Engine) -> None:
 def test_inbound_dedupe_and_last_inbound(engine: Engine) -> None:
     t0 = utcnow() - timedelta(hours=30)
     t1 = utcnow() - timedelta(hours=2)
-    assert ns.record_inbound(engine, provider="twilio", provider_message_id="SM1", channel="whatsapp", from_address="whatsapp:+919876543210", body="hi", received_at=t0)
-    assert ns.record_inbound(engine, provider="twilio", provider_message_id="SM2", channel="whatsapp", from_address="whatsapp:+919876543210", body="2", received_at=t1)
-    assert not ns.record_inbound(engine, provider="twilio", provider_message_id="SM2", channel="whatsapp", from_address="+919876543210", body="2")
+    assert ns.record_inbound(
+        engine,
+        provider="twilio",
+        provider_message_id="SM1",
+        channel="whatsapp",
+        from_address="whatsapp:+919876543210",
+        body="hi",
+        received_at=t0,
+    )
+    assert ns.record_inbound(
+        engine,
+        provider="twilio",
+        provider_message_id="SM2",
+        channel="whatsapp",
+        from_address="whatsapp:+919876543210",
+        body="2",
+        received_at=t1,
+    )
+    assert not ns.record_inbound(
+        engine,
+        provider="twilio",
+        provider_message_id="SM2",
+        channel="whatsapp",
+        from_address="+919876543210",
+        body="2",
+    )
     last = ns.last_inbound_at(engine, channel="whatsapp", from_address="+919876543210")
     assert last is not None and last.tzinfo is not None and abs((last - t1).total_seconds()) < 1
     assert ns.last_inbound_at(engine, channel="sms", from_address="+919876543210") is None
@@ -173,14 +215,35 @@ def test_sendgrid_events_deduplicated_and_applied(engine: Engine) -> None:
     row = claim(engine, key="shp_1:delivered:e1:email", channel="email").row
     a1 = ns.begin_attempt(engine, row, provider="sendgrid_email", recipient="a@example.com")
     ns.mark_sent(engine, a1, provider_message_id="14c5d75ce93")
-    assert ns.apply_sendgrid_event(engine, sg_event_id="ev1", event="delivered", status="delivered", key=row.key, provider_message_id=None)
-    assert not ns.apply_sendgrid_event(engine, sg_event_id="ev1", event="delivered", status="delivered", key=row.key, provider_message_id=None)
+    assert ns.apply_sendgrid_event(
+        engine,
+        sg_event_id="ev1",
+        event="delivered",
+        status="delivered",
+        key=row.key,
+        provider_message_id=None,
+    )
+    assert not ns.apply_sendgrid_event(
+        engine,
+        sg_event_id="ev1",
+        event="delivered",
+        status="delivered",
+        key=row.key,
+        provider_message_id=None,
+    )
     # by message id when the custom arg is missing: sg_message_id carries a suffix
     assert ns.apply_sendgrid_event(
-        engine, sg_event_id="ev2", event="bounce", status="bounce", key=None,
-        provider_message_id="14c5d75ce93.filterdrecv-p3las1-5bf99c48d5-2cg5w-18-5BFE.0", error_code="550",
+        engine,
+        sg_event_id="ev2",
+        event="bounce",
+        status="bounce",
+        key=None,
+        provider_message_id="14c5d75ce93.filterdrecv-p3las1-5bf99c48d5-2cg5w-18-5BFE.0",
+        error_code="550",
     )
     r = ns.get_notification(engine, row.key)
     assert r.delivery_status == "bounce" and r.error_code == "550"
     # an event we cannot place is still remembered (and not applied anywhere)
-    assert ns.apply_sendgrid_event(engine, sg_event_id="ev3", event="open", status="open", key="nope", provider_message_id=None)
+    assert ns.apply_sendgrid_event(
+        engine, sg_event_id="ev3", event="open", status="open", key="nope", provider_message_id=None
+    )

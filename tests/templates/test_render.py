@@ -25,9 +25,22 @@ SMS_BUDGET = {"en": 2, "hi": 3, "ko": 3}
 
 # Variants that change which branch of a template renders: each must fit the budget.
 VARIANTS: dict[str, list[dict]] = {
-    "ndr_confirm": [{"action": a} for a in ("reattempt", "reschedule", "update_contact", "update_address", "hold_for_pickup", "rto", "something_new")],
+    "ndr_confirm": [
+        {"action": a}
+        for a in (
+            "reattempt",
+            "reschedule",
+            "update_contact",
+            "update_address",
+            "hold_for_pickup",
+            "rto",
+            "something_new",
+        )
+    ],
     "ndr_clarify": [{"question": q} for q in ("option", "date", "address", "phone")],
-    "delivery_failed": [{"reason": r} for r in ("out_of_delivery_area", "order_cancelled_by_customer", "not_attempted")],
+    "delivery_failed": [
+        {"reason": r} for r in ("out_of_delivery_area", "order_cancelled_by_customer", "not_attempted")
+    ],
 }
 
 
@@ -73,7 +86,9 @@ def test_sms_segment_budget(purpose: str, locale: str) -> None:
     for variant in VARIANTS.get(purpose, [{}]):
         body = render("sms", purpose, locale, {**LONG_CONTEXT, **variant}, tz="Asia/Kolkata").body
         info = analyze(body)
-        assert info.segments <= SMS_BUDGET[locale], f"{purpose}.{locale} {variant}: {info} ({len(body)} chars)\n{body}"
+        assert info.segments <= SMS_BUDGET[locale], (
+            f"{purpose}.{locale} {variant}: {info} ({len(body)} chars)\n{body}"
+        )
         if locale == "en":
             # one curly quote would make it UCS-2 and triple the cost
             assert info.encoding == "GSM-7", f"non-GSM characters {info.non_gsm!r} in {purpose}.en"
@@ -98,7 +113,15 @@ def test_email_ndr_ask_has_one_button_per_option() -> None:
 
 @pytest.mark.parametrize(
     ("asked", "used"),
-    [("ko-KR", "ko"), ("ko_KR", "ko"), ("hi-IN", "hi"), ("en-IN", "en"), ("fr-FR", "en"), ("", "en"), (None, "en")],
+    [
+        ("ko-KR", "ko"),
+        ("ko_KR", "ko"),
+        ("hi-IN", "hi"),
+        ("en-IN", "en"),
+        ("fr-FR", "en"),
+        ("", "en"),
+        (None, "en"),
+    ],
 )
 def test_locale_fallback(asked: str | None, used: str) -> None:
     out = render("sms", "delivered", asked, LONG_CONTEXT)
@@ -132,7 +155,11 @@ def test_whatsapp_without_own_file_uses_sms_text() -> None:
 
 
 def test_html_is_escaped_but_text_is_not() -> None:
-    ctx = {**LONG_CONTEXT, "customer_name": '<script>alert("x")</script>', "merchant_name": "Tom & Jerry's <Shop>"}
+    ctx = {
+        **LONG_CONTEXT,
+        "customer_name": '<script>alert("x")</script>',
+        "merchant_name": "Tom & Jerry's <Shop>",
+    }
     out = render("email", "delivered", "en", ctx)
     assert "<script>" not in out.html
     assert "&lt;script&gt;" in out.html
@@ -204,9 +231,20 @@ def test_babel_formats_per_locale(locale: str, expected_money: str, expected_dat
 
 
 def test_lakh_grouping_and_fractions() -> None:
-    assert "Rs.1,29,999" in render("sms", "out_for_delivery", "en-IN", {**LONG_CONTEXT, "cod_amount": "129999.00"}).body
-    assert "Rs.1,299.50" in render("sms", "out_for_delivery", "en", {**LONG_CONTEXT, "cod_amount": "1299.5"}).body
-    assert "₩45,000" in render("sms", "out_for_delivery", "ko", {**LONG_CONTEXT, "cod_amount": "45000", "currency": "KRW"}).body
+    assert (
+        "Rs.1,29,999"
+        in render("sms", "out_for_delivery", "en-IN", {**LONG_CONTEXT, "cod_amount": "129999.00"}).body
+    )
+    assert (
+        "Rs.1,299.50"
+        in render("sms", "out_for_delivery", "en", {**LONG_CONTEXT, "cod_amount": "1299.5"}).body
+    )
+    assert (
+        "₩45,000"
+        in render(
+            "sms", "out_for_delivery", "ko", {**LONG_CONTEXT, "cod_amount": "45000", "currency": "KRW"}
+        ).body
+    )
 
 
 def test_times_are_in_the_recipient_zone() -> None:
@@ -222,8 +260,13 @@ def test_prepaid_out_for_delivery_has_no_cash_line() -> None:
 
 
 def test_sms_typography_is_made_gsm_friendly() -> None:
-    body = render("sms", "delivered", "en", {**LONG_CONTEXT, "merchant_name": "Rosa\u2019s \u201cBest\u201d \u2013 Shop"}).body
-    assert "Rosa's \"Best\" - Shop" in body
+    body = render(
+        "sms",
+        "delivered",
+        "en",
+        {**LONG_CONTEXT, "merchant_name": "Rosa\u2019s \u201cBest\u201d \u2013 Shop"},
+    ).body
+    assert 'Rosa\'s "Best" - Shop' in body
     assert analyze(body).encoding == "GSM-7"
 
 

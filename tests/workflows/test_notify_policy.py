@@ -13,8 +13,14 @@ from workflows.messages import ShipmentProfile
 
 def profile(**kw) -> ShipmentProfile:
     base = dict(
-        shipment_id="shp_1", merchant_id="acme", carrier="generic", tracking_number="T1",
-        has_phone=True, phone_is_mobile=True, has_email=True, whatsapp_opt_in=True,
+        shipment_id="shp_1",
+        merchant_id="acme",
+        carrier="generic",
+        tracking_number="T1",
+        has_phone=True,
+        phone_is_mobile=True,
+        has_email=True,
+        whatsapp_opt_in=True,
     )
     base.update(kw)
     return ShipmentProfile(**base)
@@ -64,7 +70,9 @@ def test_channels_for_follows_merchant_order_and_exclusions() -> None:
 
 
 def test_plan_first_channel_or_fan_out() -> None:
-    pol = np.policy_from_dict({"notify": {"delivered": {"channels": ["sms", "email"], "fan_out": True}}}, "acme")
+    pol = np.policy_from_dict(
+        {"notify": {"delivered": {"channels": ["sms", "email"], "fan_out": True}}}, "acme"
+    )
     p = np.plan(pol, "delivered", profile())
     assert p.send_now == ["sms", "email"] and p.fallback is False
     p = np.plan(pol, "picked_up", profile())
@@ -94,8 +102,18 @@ def test_other_statuses_do_not(status: str) -> None:
 def test_policy_book_inherits_default_then_merchant() -> None:
     book = np.policy_book_from_dict(
         {
-            "default": {"quiet_hours": "22:00-08:00", "merchant_name": "Our Shop", "notify": {"picked_up": ["sms"]}},
-            "merchants": {"acme": {"merchant_name": "Acme Fashions", "default_region": "kr", "notify": {"delivered": ["email"]}}},
+            "default": {
+                "quiet_hours": "22:00-08:00",
+                "merchant_name": "Our Shop",
+                "notify": {"picked_up": ["sms"]},
+            },
+            "merchants": {
+                "acme": {
+                    "merchant_name": "Acme Fashions",
+                    "default_region": "kr",
+                    "notify": {"delivered": ["email"]},
+                }
+            },
         }
     )
     acme = book.policy_for("acme")
@@ -249,4 +267,8 @@ def test_module_stays_pure() -> None:
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
     }
-    assert not {m for m in imported if m and m.split(".")[0] in ("temporalio", "sqlalchemy", "sqlmodel", "httpx", "channels", "store")}
+    assert not {
+        m
+        for m in imported
+        if m and m.split(".")[0] in ("temporalio", "sqlalchemy", "sqlmodel", "httpx", "channels", "store")
+    }
