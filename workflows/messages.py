@@ -135,6 +135,7 @@ class SendNotificationResult:
     provider_message_id: str | None = None
     error_code: str | None = None
     reason: str | None = None
+    provider: str | None = None  # twilio_sms | twilio_whatsapp | sendgrid_email | outbox
 
 
 @dataclass
@@ -208,6 +209,11 @@ class OpenReplyRouteResult:
 class CloseReplyRouteInput:
     shipment_id: str
     attempt: int | None = None  # None: every open route of the shipment (terminal milestone)
+
+# Signal name the provider webhooks use for NotificationStatusInput (api/routes/provider_webhooks.py).
+NOTIFICATION_STATUS_SIGNAL = "notification_status"
+# Activity returning the merchant's workflows.notify_policy.MerchantPolicy (quiet hours resolved).
+GET_NOTIFY_POLICY = "get_notify_policy"
 
 
 # ---- support agents (issue 6) --------------------------------------------------------------
