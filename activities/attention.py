@@ -30,12 +30,20 @@ class AttentionActivities:
         """Returns True when this call changed the store (a new record, or records closed)."""
         at = _parse_time(inp.at)
         if inp.raised and not inp.reason:
-            raise ApplicationError("raising attention needs a reason", type=INVALID_ATTENTION_INPUT, non_retryable=True)
+            raise ApplicationError(
+                "raising attention needs a reason", type=INVALID_ATTENTION_INPUT, non_retryable=True
+            )
         if len(inp.reason) > 48:
-            raise ApplicationError(f"attention reason longer than 48 characters: {inp.reason[:60]!r}", type=INVALID_ATTENTION_INPUT, non_retryable=True)
+            raise ApplicationError(
+                f"attention reason longer than 48 characters: {inp.reason[:60]!r}",
+                type=INVALID_ATTENTION_INPUT,
+                non_retryable=True,
+            )
         if inp.reason and inp.reason not in ATTENTION_REASONS:
             # Kept anyway (the workflow is the authority); the queue's reason filter will not offer it.
-            activity.logger.warning("attention reason %r is not in workflows.messages.ATTENTION_REASONS", inp.reason)
+            activity.logger.warning(
+                "attention reason %r is not in workflows.messages.ATTENTION_REASONS", inp.reason
+            )
         with Session(self.engine, expire_on_commit=False) as session:
             if inp.raised:
                 _, created = store.raise_attention(
@@ -43,7 +51,11 @@ class AttentionActivities:
                 )
                 return created
             closed = store.clear_attention(
-                session, shipment_id=inp.shipment_id, cleared_at=at, cleared_by=inp.by or "workflow", reason=inp.reason or None
+                session,
+                shipment_id=inp.shipment_id,
+                cleared_at=at,
+                cleared_by=inp.by or "workflow",
+                reason=inp.reason or None,
             )
             return bool(closed)
 
@@ -52,7 +64,11 @@ def _parse_time(value: str) -> datetime:
     try:
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (AttributeError, ValueError):
-        raise ApplicationError(f"`at` is not an ISO-8601 time: {value!r}", type=INVALID_ATTENTION_INPUT, non_retryable=True) from None
+        raise ApplicationError(
+            f"`at` is not an ISO-8601 time: {value!r}", type=INVALID_ATTENTION_INPUT, non_retryable=True
+        ) from None
     if at.tzinfo is None:
-        raise ApplicationError(f"`at` needs a UTC offset: {value!r}", type=INVALID_ATTENTION_INPUT, non_retryable=True)
+        raise ApplicationError(
+            f"`at` needs a UTC offset: {value!r}", type=INVALID_ATTENTION_INPUT, non_retryable=True
+        )
     return at

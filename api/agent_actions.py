@@ -43,7 +43,9 @@ from workflows.messages import (
 
 log = logging.getLogger("ndrflow.agents")
 
-ActionName = Literal["reattempt", "reschedule", "update_address", "rto", "resend_notification", "note", "snooze", "resolve"]
+ActionName = Literal[
+    "reattempt", "reschedule", "update_address", "rto", "resend_notification", "note", "snooze", "resolve"
+]
 ACTION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 MAX_SNOOZE = timedelta(days=30)
 MAX_RESCHEDULE_DAYS = 30  # a sanity bound; the carrier's own window is the workflow's to check
@@ -85,7 +87,9 @@ class AgentActionRequest(BaseModel):
     address: AddressChange | None = Field(None, description="update_address: the parts that change")
     phone: str | None = Field(None, max_length=32, description="update_address: the new phone (any format)")
     until: datetime | None = Field(None, description="snooze: until when (ISO-8601 with offset)")
-    purpose: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{1,47}$", description="resend_notification: which message")
+    purpose: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9_]{1,47}$", description="resend_notification: which message"
+    )
 
 
 class AgentActionResponse(BaseModel):
@@ -138,7 +142,9 @@ def normalise(body: AgentActionRequest, row: Shipment, *, now: datetime) -> dict
     if not body.reason.strip():
         what = "the note" if body.action == "note" else "why (reason)"
         raise ActionError(422, f"reason: {body.action} needs {what}")
-    given = {f for f in ("requested_date", "address", "phone", "until", "purpose") if getattr(body, f) is not None}
+    given = {
+        f for f in ("requested_date", "address", "phone", "until", "purpose") if getattr(body, f) is not None
+    }
     extra = given - FIELDS_FOR[body.action]
     if extra:
         raise ActionError(422, f"{sorted(extra)[0]}: not used by {body.action}")
@@ -149,7 +155,9 @@ def normalise(body: AgentActionRequest, row: Shipment, *, now: datetime) -> dict
             raise ActionError(422, "requested_date: reschedule needs a date (YYYY-MM-DD)")
         today = now.astimezone(tz).date()
         if body.requested_date < today:
-            raise ActionError(422, f"requested_date: {body.requested_date} is in the past (today is {today} in {tz.key})")
+            raise ActionError(
+                422, f"requested_date: {body.requested_date} is in the past (today is {today} in {tz.key})"
+            )
         if body.requested_date > today + timedelta(days=MAX_RESCHEDULE_DAYS):
             raise ActionError(422, f"requested_date: more than {MAX_RESCHEDULE_DAYS} days ahead")
         params["requested_date"] = body.requested_date.isoformat()
@@ -212,8 +220,17 @@ async def perform_action(
         ),
     )
     if not created:
-        if (record.shipment_id, record.action, record.reason, record.params) != (row.shipment_id, body.action, reason, params):
-            raise ActionError(409, f"Idempotency-Key {action_id!r} was already used for a different action", action_id=action_id)
+        if (record.shipment_id, record.action, record.reason, record.params) != (
+            row.shipment_id,
+            body.action,
+            reason,
+            params,
+        ):
+            raise ActionError(
+                409,
+                f"Idempotency-Key {action_id!r} was already used for a different action",
+                action_id=action_id,
+            )
         if record.status in agent_store.FINAL_STATUSES:
             return _replay(record)
         # Audited but never answered (Temporal was down, or the call timed out): apply it now;
@@ -233,22 +250,35 @@ async def perform_action(
     )
     handle = temporal.get_workflow_handle(row.workflow_id)
     try:
-        result: AgentActionResult = await handle.execute_update(AGENT_ACTION, inp, id=action_id, result_type=AgentActionResult)
+        result: AgentActionResult = await handle.execute_update(
+            AGENT_ACTION, inp, id=action_id, result_type=AgentActionResult
+        )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = getattr(cause, "message", None) or str(cause) or "refused"
         status = 422 if getattr(cause, "type", None) == INVALID_AGENT_ACTION else 409
         _refuse(session, action_id, status, f"the workflow refused {body.action}: {message}")
     except WorkflowUpdateRPCTimeoutOrCancelledError:
-        raise ActionError(504, f"the workflow did not answer in time; retry with Idempotency-Key {action_id}", action_id=action_id) from None
+        raise ActionError(
+            504,
+            f"the workflow did not answer in time; retry with Idempotency-Key {action_id}",
+            action_id=action_id,
+        ) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             if "complete" in (exc.message or "").lower() or row.closed:
-                _refuse(session, action_id, 409, f"shipment {row.shipment_id} is finished: its workflow takes no more actions")
+                _refuse(
+                    session,
+                    action_id,
+                    409,
+                    f"shipment {row.shipment_id} is finished: its workflow takes no more actions",
+                )
             _refuse(session, action_id, 404, f"workflow for shipment {row.shipment_id!r} not found")
         if exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION):
             _refuse(session, action_id, 409, f"the workflow refused {body.action}: {exc.message}")
-        log.warning("agent action %s on %s: temporal unavailable (%s)", action_id, row.shipment_id, exc.status)
+        log.warning(
+            "agent action %s on %s: temporal unavailable (%s)", action_id, row.shipment_id, exc.status
+        )
         raise
 
     response = AgentActionResponse(
@@ -264,17 +294,35 @@ async def perform_action(
         duplicate=result.duplicate or not created,
     )
     if not result.accepted:
-        _refuse(session, action_id, 409, f"the workflow refused {body.action}: {result.detail}", result=asdict(result))
+        _refuse(
+            session,
+            action_id,
+            409,
+            f"the workflow refused {body.action}: {result.detail}",
+            result=asdict(result),
+        )
     agent_store.finish_action(
-        session, action_id=action_id, status=agent_store.ACCEPTED, detail=result.detail, http_status=200, result=response.model_dump()
+        session,
+        action_id=action_id,
+        status=agent_store.ACCEPTED,
+        detail=result.detail,
+        http_status=200,
+        result=response.model_dump(),
     )
     log.info("agent action %s %s on %s by %s: accepted", action_id, body.action, row.shipment_id, agent)
     return ActionOutcome(200, response)
 
 
-def _refuse(session: Session, action_id: str, status: int, detail: str, *, result: dict[str, Any] | None = None) -> None:
+def _refuse(
+    session: Session, action_id: str, status: int, detail: str, *, result: dict[str, Any] | None = None
+) -> None:
     agent_store.finish_action(
-        session, action_id=action_id, status=agent_store.REJECTED, detail=detail, http_status=status, result=result or {}
+        session,
+        action_id=action_id,
+        status=agent_store.REJECTED,
+        detail=detail,
+        http_status=status,
+        result=result or {},
     )
     raise ActionError(status, detail, action_id=action_id)
 

@@ -51,7 +51,9 @@ class AgentSession:
 
 def _serializer(secret_key: str) -> URLSafeTimedSerializer:
     if not secret_key:
-        raise DashboardNotConfigured("the agent dashboard needs NDRFLOW_SECRET_KEY (generated per home by `ndrflow up`)")
+        raise DashboardNotConfigured(
+            "the agent dashboard needs NDRFLOW_SECRET_KEY (generated per home by `ndrflow up`)"
+        )
     return URLSafeTimedSerializer(secret_key, salt=_SALT)
 
 
@@ -59,7 +61,9 @@ def _secure(request: Request, public_base_url: str) -> bool:
     return request.url.scheme == "https" or public_base_url.startswith("https://")
 
 
-def start_session(response: Response, request: Request, *, key_id: int, secret_key: str, public_base_url: str) -> None:
+def start_session(
+    response: Response, request: Request, *, key_id: int, secret_key: str, public_base_url: str
+) -> None:
     value = _serializer(secret_key).dumps({"k": key_id, "n": secrets.token_urlsafe(16)})
     response.set_cookie(
         SESSION_COOKIE,

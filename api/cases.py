@@ -82,16 +82,30 @@ class CaseFilters:
 
     @classmethod
     def parse(
-        cls, *, needs_attention: bool = True, reason: str | None = None, carrier: str | None = None, merchant: str | None = None
+        cls,
+        *,
+        needs_attention: bool = True,
+        reason: str | None = None,
+        carrier: str | None = None,
+        merchant: str | None = None,
     ) -> CaseFilters:
         reason, carrier, merchant = (v.strip() if v else None for v in (reason, carrier, merchant))
         if reason and reason not in ATTENTION_REASONS:
-            raise FilterError(f"reason: unknown attention reason {reason!r}; expected one of {', '.join(ATTENTION_REASONS)}")
+            raise FilterError(
+                f"reason: unknown attention reason {reason!r}; expected one of {', '.join(ATTENTION_REASONS)}"
+            )
         if carrier and not CARRIER_RE.match(carrier):
             raise FilterError(f"carrier: {carrier!r} is not a carrier code (lowercase letters, digits, '_')")
         if merchant and not MERCHANT_RE.match(merchant):
-            raise FilterError(f"merchant: {merchant!r} is not a merchant id (letters, digits, '.', '_', ':', '/', '-')")
-        return cls(needs_attention=needs_attention, reason=reason or None, carrier=carrier or None, merchant=merchant or None)
+            raise FilterError(
+                f"merchant: {merchant!r} is not a merchant id (letters, digits, '.', '_', ':', '/', '-')"
+            )
+        return cls(
+            needs_attention=needs_attention,
+            reason=reason or None,
+            carrier=carrier or None,
+            merchant=merchant or None,
+        )
 
     def query(self, *, with_reason: bool = True) -> str:
         parts = [f"{search.NEEDS_ATTENTION.name} = {'true' if self.needs_attention else 'false'}"]
@@ -150,7 +164,12 @@ class CasesPage:
 
 
 async def list_cases(
-    client: Client, session: Session, filters: CaseFilters, *, page_size: int = DEFAULT_PAGE_SIZE, page_token: str | None = None
+    client: Client,
+    session: Session,
+    filters: CaseFilters,
+    *,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    page_token: str | None = None,
 ) -> CasesPage:
     query = filters.query()
     token = decode_page_token(page_token)
@@ -169,7 +188,14 @@ async def list_cases(
 def join_store(session: Session, executions: list[Any]) -> list[CaseItem]:
     """Visibility rows + shipments (by workflow id) + open attention records (by shipment id)."""
     wf_ids = [w.id for w in executions]
-    rows = {r.workflow_id: r for r in session.exec(select(Shipment).where(col(Shipment.workflow_id).in_(wf_ids))).all()} if wf_ids else {}
+    rows = (
+        {
+            r.workflow_id: r
+            for r in session.exec(select(Shipment).where(col(Shipment.workflow_id).in_(wf_ids))).all()
+        }
+        if wf_ids
+        else {}
+    )
     sids = [rows[w].shipment_id if w in rows else shipment_id_from_workflow_id(w) for w in wf_ids]
     records = {r.shipment_id: r for r in agent_store.open_attention(session, shipment_ids=sids)}
     items = []
@@ -185,7 +211,9 @@ def join_store(session: Session, executions: list[Any]) -> list[CaseItem]:
                 workflow_id=w.id,
                 reason=reason,
                 # The record is the "since" only when it is about the reason visibility shows.
-                since=_iso(rec.raised_at) if rec is not None and (reason is None or rec.reason == reason) else None,
+                since=_iso(rec.raised_at)
+                if rec is not None and (reason is None or rec.reason == reason)
+                else None,
                 detail=rec.detail if rec is not None and (reason is None or rec.reason == reason) else "",
                 merchant_id=attrs.get(search.MERCHANT_ID) or (row.merchant_id if row else None),
                 carrier=attrs.get(search.CARRIER) or (row.carrier if row else None),
@@ -212,7 +240,9 @@ async def count_cases(client: Client, filters: CaseFilters) -> CaseCounts:
     """One count per reason: visibility's GROUP BY only takes ExecutionStatus (refused for
     AttentionReason on the dev server's SQL store), and the reasons are a short fixed list."""
     base = CaseFilters(needs_attention=True, carrier=filters.carrier, merchant=filters.merchant)
-    queries = [base.query()] + [CaseFilters(True, r, filters.carrier, filters.merchant).query() for r in ATTENTION_REASONS]
+    queries = [base.query()] + [
+        CaseFilters(True, r, filters.carrier, filters.merchant).query() for r in ATTENTION_REASONS
+    ]
     counts = await asyncio.gather(*(client.count_workflows(q) for q in queries))
     total = counts[0].count
     by_reason = {r: c.count for r, c in zip(ATTENTION_REASONS, counts[1:], strict=True)}

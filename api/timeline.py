@@ -85,7 +85,14 @@ def _notification(n: Mapping[str, Any]) -> dict[str, Any] | None:
     summary = f"{purpose.replace('_', ' ')} by {channel}: {status}"
     if n.get("error_code") or n.get("reason"):
         summary += f" ({n.get('error_code') or n.get('reason')})"
-    return {**n, "at": at, "kind": "notification", "summary": summary, "delivery_status": status, "source": "notifications"}
+    return {
+        **n,
+        "at": at,
+        "kind": "notification",
+        "summary": summary,
+        "delivery_status": status,
+        "source": "notifications",
+    }
 
 
 def _ndr_case(case: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -97,7 +104,17 @@ def _ndr_case(case: Mapping[str, Any]) -> list[dict[str, Any]]:
         summary = f"customer replied by {r.get('channel') or '?'}: {what}"
         if r.get("requested_date"):
             summary += f" {r['requested_date']}"
-        out.append({**r, "at": r.get("at"), "kind": "reply", "summary": summary, "text": words, "attempt": attempt, "source": "ndr_case"})
+        out.append(
+            {
+                **r,
+                "at": r.get("at"),
+                "kind": "reply",
+                "summary": summary,
+                "text": words,
+                "attempt": attempt,
+                "source": "ndr_case",
+            }
+        )
     for ins in case.get("instructions") or []:
         summary = f"{ins.get('action')} decided by {ins.get('source') or '?'}; carrier: {ins.get('status') or 'pending'}"
         if ins.get("requested_date"):
@@ -105,7 +122,9 @@ def _ndr_case(case: Mapping[str, Any]) -> list[dict[str, Any]]:
         # Contact details stay out of the list; it says which ones changed.
         item = {k: v for k, v in ins.items() if k not in ("phone", "address")}
         item["changes"] = [k for k in ("phone", "address") if ins.get(k)]
-        item.update(at=ins.get("decided_at"), kind="instruction", summary=summary, attempt=attempt, source="ndr_case")
+        item.update(
+            at=ins.get("decided_at"), kind="instruction", summary=summary, attempt=attempt, source="ndr_case"
+        )
         out.append(item)
     return out
 
@@ -134,7 +153,8 @@ def _attention(rec: AttentionRecord) -> list[dict[str, Any]]:
         {
             "at": rec.raised_at.isoformat(),
             "kind": "attention",
-            "summary": f"needs attention: {rec.reason.replace('_', ' ')}" + (f" ({rec.detail})" if rec.detail else ""),
+            "summary": f"needs attention: {rec.reason.replace('_', ' ')}"
+            + (f" ({rec.detail})" if rec.detail else ""),
             "reason": rec.reason,
             "detail": rec.detail,
             "source": "attention",
@@ -145,7 +165,8 @@ def _attention(rec: AttentionRecord) -> list[dict[str, Any]]:
             {
                 "at": rec.cleared_at.isoformat(),
                 "kind": "attention_cleared",
-                "summary": f"attention cleared ({rec.reason.replace('_', ' ')})" + (f" by {rec.cleared_by}" if rec.cleared_by else ""),
+                "summary": f"attention cleared ({rec.reason.replace('_', ' ')})"
+                + (f" by {rec.cleared_by}" if rec.cleared_by else ""),
                 "reason": rec.reason,
                 "cleared_by": rec.cleared_by,
                 "source": "attention",

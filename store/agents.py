@@ -130,7 +130,11 @@ def finish_action(
 
 
 def actions_for(session: Session, *, shipment_id: str) -> list[AgentActionRecord]:
-    stmt = select(AgentActionRecord).where(AgentActionRecord.shipment_id == shipment_id).order_by(col(AgentActionRecord.id))
+    stmt = (
+        select(AgentActionRecord)
+        .where(AgentActionRecord.shipment_id == shipment_id)
+        .order_by(col(AgentActionRecord.id))
+    )
     return list(session.exec(stmt).all())
 
 
@@ -153,7 +157,11 @@ def open_attention(
 
 
 def attention_history(session: Session, *, shipment_id: str) -> list[AttentionRecord]:
-    stmt = select(AttentionRecord).where(AttentionRecord.shipment_id == shipment_id).order_by(col(AttentionRecord.raised_at))
+    stmt = (
+        select(AttentionRecord)
+        .where(AttentionRecord.shipment_id == shipment_id)
+        .order_by(col(AttentionRecord.raised_at))
+    )
     return list(session.exec(stmt).all())
 
 
@@ -173,7 +181,9 @@ def raise_attention(
             _close(session, current, at=raised_at, by=f"superseded:{reason}")
         else:  # a retried older raise arriving after a newer one: the newer one stands
             return current, False
-    row = AttentionRecord(shipment_id=shipment_id, reason=reason, raised_at=raised_at, detail=(detail or "")[:1000])
+    row = AttentionRecord(
+        shipment_id=shipment_id, reason=reason, raised_at=raised_at, detail=(detail or "")[:1000]
+    )
     session.add(row)
     try:
         session.commit()
@@ -184,7 +194,9 @@ def raise_attention(
         session.rollback()
     same = session.exec(
         select(AttentionRecord).where(
-            AttentionRecord.shipment_id == shipment_id, AttentionRecord.reason == reason, AttentionRecord.raised_at == raised_at
+            AttentionRecord.shipment_id == shipment_id,
+            AttentionRecord.reason == reason,
+            AttentionRecord.raised_at == raised_at,
         )
     ).first()
     if same is not None:
@@ -194,7 +206,12 @@ def raise_attention(
 
 
 def clear_attention(
-    session: Session, *, shipment_id: str, cleared_at: datetime, cleared_by: str = "", reason: str | None = None
+    session: Session,
+    *,
+    shipment_id: str,
+    cleared_at: datetime,
+    cleared_by: str = "",
+    reason: str | None = None,
 ) -> list[AttentionRecord]:
     """Close what is open for the shipment (only `reason` when given) and was raised at or before
     `cleared_at`. Returns the records closed now; a retry closes nothing more."""

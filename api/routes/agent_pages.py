@@ -108,7 +108,15 @@ def _parse(value: Any) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def _page(name: str, *, status: int = 200, agent: AgentSession | None, csrf: str = "", title: str = "", **context: Any) -> HTMLResponse:
+def _page(
+    name: str,
+    *,
+    status: int = 200,
+    agent: AgentSession | None,
+    csrf: str = "",
+    title: str = "",
+    **context: Any,
+) -> HTMLResponse:
     html = render(
         f"agent/{name}",
         agent=agent,
@@ -150,13 +158,19 @@ async def _form(request: Request) -> dict[str, str]:
 
 @router.get("/static/agent.css")
 async def stylesheet() -> FileResponse:
-    return FileResponse(STYLESHEET, media_type="text/css", headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        STYLESHEET,
+        media_type="text/css",
+        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.get("/sign-in")
 async def sign_in_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     if not settings.secret_key:
-        return _error(503, "The dashboard needs NDRFLOW_SECRET_KEY; `ndrflow up` generates one per home.", agent=None)
+        return _error(
+            503, "The dashboard needs NDRFLOW_SECRET_KEY; `ndrflow up` generates one per home.", agent=None
+        )
     if _signed_in(request, session, settings.secret_key):
         return RedirectResponse("/agent", status_code=303)
     return _sign_in_form(request, settings, status=200, error=None)
@@ -165,7 +179,12 @@ async def sign_in_page(request: Request, session: SessionDep, settings: Settings
 def _sign_in_form(request: Request, settings: Any, *, status: int, error: str | None) -> HTMLResponse:
     nonce = pre_session_nonce(request)
     response = _page(
-        "sign_in.html", status=status, agent=None, title="Sign in", error=error, signin_csrf=csrf_token(settings.secret_key, nonce, "signin")
+        "sign_in.html",
+        status=status,
+        agent=None,
+        title="Sign in",
+        error=error,
+        signin_csrf=csrf_token(settings.secret_key, nonce, "signin"),
     )
     set_pre_session(response, request, nonce, public_base_url=settings.public_base_url)
     return response
@@ -174,19 +193,37 @@ def _sign_in_form(request: Request, settings: Any, *, status: int, error: str | 
 @router.post("/sign-in")
 async def sign_in(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     if not settings.secret_key:
-        return _error(503, "The dashboard needs NDRFLOW_SECRET_KEY; `ndrflow up` generates one per home.", agent=None)
+        return _error(
+            503, "The dashboard needs NDRFLOW_SECRET_KEY; `ndrflow up` generates one per home.", agent=None
+        )
     form = await _form(request)
     nonce = request.cookies.get("ndr_agent_signin")
     if not csrf_ok(settings.secret_key, nonce, form.get("csrf"), "signin"):
-        return _sign_in_form(request, settings, status=403, error="The form expired or did not come from this page. Please try again.")
+        return _sign_in_form(
+            request,
+            settings,
+            status=403,
+            error="The form expired or did not come from this page. Please try again.",
+        )
     key = key_store.authenticate(session, form.get("key", ""))
     if key is None:
         return _sign_in_form(request, settings, status=401, error="That key is not valid, or it was revoked.")
     if key.scope != "agent" or key.id is None:
         log.info("dashboard sign-in refused for a %s key (id %s)", key.scope, key.id)
-        return _sign_in_form(request, settings, status=403, error=f"Only agent keys can sign in here; this is a {key.scope} key.")
+        return _sign_in_form(
+            request,
+            settings,
+            status=403,
+            error=f"Only agent keys can sign in here; this is a {key.scope} key.",
+        )
     response = RedirectResponse("/agent", status_code=303)
-    start_session(response, request, key_id=key.id, secret_key=settings.secret_key, public_base_url=settings.public_base_url)
+    start_session(
+        response,
+        request,
+        key_id=key.id,
+        secret_key=settings.secret_key,
+        public_base_url=settings.public_base_url,
+    )
     log.info("dashboard sign-in: agent key %s", key.id)
     return response
 
@@ -200,7 +237,12 @@ async def sign_out(request: Request, session: SessionDep, settings: SettingsDep)
         return response
     form = await _form(request)
     if not csrf_ok(settings.secret_key, agent.nonce, form.get("csrf")):
-        return _error(403, "The form expired or did not come from this page. Please try again.", agent=agent, csrf=csrf_token(settings.secret_key, agent.nonce))
+        return _error(
+            403,
+            "The form expired or did not come from this page. Please try again.",
+            agent=agent,
+            csrf=csrf_token(settings.secret_key, agent.nonce),
+        )
     response = _to_sign_in()
     end_session(response)
     return response
@@ -210,7 +252,9 @@ async def sign_out(request: Request, session: SessionDep, settings: SettingsDep)
 
 
 @router.get("")
-async def queue(request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep) -> Response:
+async def queue(
+    request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> Response:
     agent = _signed_in(request, session, settings.secret_key)
     if agent is None:
         return _to_sign_in()
@@ -266,13 +310,23 @@ async def find(request: Request, session: SessionDep, settings: SettingsDep) -> 
     matches: list[Shipment] = []
     if term:
         stmt = select(Shipment).where(
-            or_(col(Shipment.shipment_id) == term, col(Shipment.tracking_number) == term, col(Shipment.order_id) == term)
+            or_(
+                col(Shipment.shipment_id) == term,
+                col(Shipment.tracking_number) == term,
+                col(Shipment.order_id) == term,
+            )
         )
         matches = list(session.exec(stmt.limit(20)).all())
     if len(matches) == 1:
         return RedirectResponse(f"/agent/shipments/{matches[0].shipment_id}", status_code=303)
     return _page(
-        "find.html", status=200 if matches else 404, agent=agent, csrf=csrf_token(settings.secret_key, agent.nonce), title="Find", term=term, matches=matches
+        "find.html",
+        status=200 if matches else 404,
+        agent=agent,
+        csrf=csrf_token(settings.secret_key, agent.nonce),
+        title="Find",
+        term=term,
+        matches=matches,
     )
 
 
@@ -280,13 +334,20 @@ async def find(request: Request, session: SessionDep, settings: SettingsDep) -> 
 
 
 @router.get("/shipments/{shipment_id}")
-async def shipment_page(shipment_id: str, request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep) -> Response:
+async def shipment_page(
+    shipment_id: str, request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> Response:
     agent = _signed_in(request, session, settings.secret_key)
     if agent is None:
         return _to_sign_in()
     row = crud.get_shipment(session, shipment_id=shipment_id) if len(shipment_id) <= 40 else None
     if row is None:
-        return _error(404, f"There is no shipment {shipment_id}.", agent=agent, csrf=csrf_token(settings.secret_key, agent.nonce))
+        return _error(
+            404,
+            f"There is no shipment {shipment_id}.",
+            agent=agent,
+            csrf=csrf_token(settings.secret_key, agent.nonce),
+        )
     shown = request.query_params.get("action")
     return await _shipment(request, session, settings, temporal, agent, row, shown_action=shown)
 
@@ -314,7 +375,12 @@ async def _shipment(
         else:
             notice = "Temporal cannot be reached right now: showing what the store holds; actions will fail until it is back."
             status = status if status != 200 else 503
-    timeline = timeline_for(session, row, state or ShipmentState(shipment_id=row.shipment_id, status=row.status), workflow_url=None)
+    timeline = timeline_for(
+        session,
+        row,
+        state or ShipmentState(shipment_id=row.shipment_id, status=row.status),
+        workflow_url=None,
+    )
     result = None
     if shown_action:
         rec = agent_store.get_action(session, action_id=shown_action[:100])
@@ -357,7 +423,9 @@ async def _shipment(
 
 
 @router.post("/shipments/{shipment_id}/actions")
-async def shipment_action(shipment_id: str, request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep) -> Response:
+async def shipment_action(
+    shipment_id: str, request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> Response:
     agent = _signed_in(request, session, settings.secret_key)
     if agent is None:
         return _to_sign_in()
@@ -365,7 +433,12 @@ async def shipment_action(shipment_id: str, request: Request, session: SessionDe
     csrf = csrf_token(settings.secret_key, agent.nonce)
     if not csrf_ok(settings.secret_key, agent.nonce, form.get("csrf")):
         log.info("dashboard action refused: CSRF token missing or wrong (agent key %s)", agent.key_id)
-        return _error(403, "The form expired or did not come from this page. Open the shipment again and retry.", agent=agent, csrf=csrf)
+        return _error(
+            403,
+            "The form expired or did not come from this page. Open the shipment again and retry.",
+            agent=agent,
+            csrf=csrf,
+        )
     row = crud.get_shipment(session, shipment_id=shipment_id) if len(shipment_id) <= 40 else None
     if row is None:
         return _error(404, f"There is no shipment {shipment_id}.", agent=agent, csrf=csrf)
@@ -382,28 +455,62 @@ async def shipment_action(shipment_id: str, request: Request, session: SessionDe
         body = AgentActionRequest.model_validate(data)
         action_id = check_action_id(form.get("action_id"))
     except ValidationError as exc:
-        message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in exc.errors())
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in exc.errors()
+        )
         return await _shipment(request, session, settings, temporal, agent, row, status=422, error=message)
     except ActionError as exc:
-        return await _shipment(request, session, settings, temporal, agent, row, status=exc.status_code, error=exc.detail)
+        return await _shipment(
+            request, session, settings, temporal, agent, row, status=exc.status_code, error=exc.detail
+        )
 
     principal = Principal(scope="agent", key_id=agent.key_id)
     try:
-        await perform_action(session, temporal, row=row, principal=principal, body=body, action_id=action_id, source="dashboard")
+        await perform_action(
+            session,
+            temporal,
+            row=row,
+            principal=principal,
+            body=body,
+            action_id=action_id,
+            source="dashboard",
+        )
     except ActionError as exc:
-        if exc.status_code in (409, 404) or (exc.status_code == 422 and agent_store.get_action(session, action_id=action_id)):
+        if exc.status_code in (409, 404) or (
+            exc.status_code == 422 and agent_store.get_action(session, action_id=action_id)
+        ):
             # Refused and audited: show the audited answer (post/redirect/get).
-            return RedirectResponse(f"/agent/shipments/{row.shipment_id}?{urlencode({'action': action_id})}", status_code=303)
+            return RedirectResponse(
+                f"/agent/shipments/{row.shipment_id}?{urlencode({'action': action_id})}", status_code=303
+            )
         retry = {"action": action, "action_id": action_id} if exc.status_code == 504 else None
-        return await _shipment(request, session, settings, temporal, agent, row, status=exc.status_code, error=exc.detail, retry=retry)
+        return await _shipment(
+            request,
+            session,
+            settings,
+            temporal,
+            agent,
+            row,
+            status=exc.status_code,
+            error=exc.detail,
+            retry=retry,
+        )
     except RPCError as exc:
         log.warning("dashboard action %s: temporal unavailable (%s)", action_id, exc)
         return await _shipment(
-            request, session, settings, temporal, agent, row, status=503,
+            request,
+            session,
+            settings,
+            temporal,
+            agent,
+            row,
+            status=503,
             error="Temporal cannot be reached; the action was not applied. Submit the form again to retry it (it applies once).",
             retry={"action": action, "action_id": action_id},
         )
-    return RedirectResponse(f"/agent/shipments/{row.shipment_id}?{urlencode({'action': action_id})}", status_code=303)
+    return RedirectResponse(
+        f"/agent/shipments/{row.shipment_id}?{urlencode({'action': action_id})}", status_code=303
+    )
 
 
 __all__ = ["router", "SESSION_COOKIE"]

@@ -107,7 +107,9 @@ async def list_cases(
         page = await cases.list_cases(temporal, session, filters, page_size=page_size, page_token=page_token)
     except cases.FilterError as exc:
         raise HTTPException(422, str(exc)) from None
-    return CasesOut(items=[CaseItemOut(**asdict(i)) for i in page.items], next_page_token=page.next_page_token)
+    return CasesOut(
+        items=[CaseItemOut(**asdict(i)) for i in page.items], next_page_token=page.next_page_token
+    )
 
 
 @router.get("/v1/cases/counts", response_model=CaseCountsOut, responses={401: {}, 403: {}, 422: {}})
@@ -124,7 +126,11 @@ async def case_counts(
 
 @router.get("/v1/shipments/{shipment_id}/timeline", response_model=TimelineOut, responses={404: {}})
 async def shipment_timeline(
-    shipment_id: str, principal: MerchantOrAgentAuth, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+    shipment_id: str,
+    principal: MerchantOrAgentAuth,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> TimelineOut:
     """Carrier events, messages with delivery status, replies, decisions, instructions, agent
     actions and attention, in one list ordered by time."""
@@ -151,7 +157,9 @@ async def shipment_action(
     row = load_shipment(session, principal, shipment_id)
     try:
         action_id = check_action_id(idempotency_key)
-        outcome = await perform_action(session, temporal, row=row, principal=principal, body=body, action_id=action_id, source="api")
+        outcome = await perform_action(
+            session, temporal, row=row, principal=principal, body=body, action_id=action_id, source="api"
+        )
     except ActionError as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
     return outcome.body
@@ -165,7 +173,13 @@ async def unknown_codes(
     rows = unknown_code_counts(session, carrier=carrier or None)
     return UnknownCodesOut(
         items=[
-            UnknownCodeOut(carrier=r.carrier, code=r.code, count=r.count, first_seen=r.first_seen.isoformat(), last_seen=r.last_seen.isoformat())
+            UnknownCodeOut(
+                carrier=r.carrier,
+                code=r.code,
+                count=r.count,
+                first_seen=r.first_seen.isoformat(),
+                last_seen=r.last_seen.isoformat(),
+            )
             for r in rows
         ]
     )
@@ -191,7 +205,9 @@ async def query_state(temporal: Any, row: Shipment) -> ShipmentState:
         raise
 
 
-def timeline_for(session: Any, row: Shipment, state: ShipmentState, *, workflow_url: str | None) -> TimelineOut:
+def timeline_for(
+    session: Any, row: Shipment, state: ShipmentState, *, workflow_url: str | None
+) -> TimelineOut:
     items = build_timeline(
         state,
         actions=agent_store.actions_for(session, shipment_id=row.shipment_id),

@@ -28,25 +28,57 @@ def test_the_activity_is_registered_under_the_contract_name() -> None:
 
 
 def test_raise_then_retry_then_clear_then_retry(engine: Engine) -> None:
-    raise_ = RecordAttentionInput(shipment_id="shp_1", reason="carrier_did_not_act", raised=True, at="2026-11-28T10:00:00+00:00", detail="no scan by 2026-11-29 + 1 day")
+    raise_ = RecordAttentionInput(
+        shipment_id="shp_1",
+        reason="carrier_did_not_act",
+        raised=True,
+        at="2026-11-28T10:00:00+00:00",
+        detail="no scan by 2026-11-29 + 1 day",
+    )
     assert run(engine, raise_) is True
     assert run(engine, raise_) is False  # retried: nothing new
     with Session(engine) as s:
         [rec] = store.open_attention(s, shipment_id="shp_1")
-        assert (rec.reason, rec.raised_at, rec.detail) == ("carrier_did_not_act", datetime(2026, 11, 28, 10, tzinfo=UTC), "no scan by 2026-11-29 + 1 day")
+        assert (rec.reason, rec.raised_at, rec.detail) == (
+            "carrier_did_not_act",
+            datetime(2026, 11, 28, 10, tzinfo=UTC),
+            "no scan by 2026-11-29 + 1 day",
+        )
 
-    clear = RecordAttentionInput(shipment_id="shp_1", reason="carrier_did_not_act", raised=False, at="2026-11-28T12:30:00Z", by="agent:priya#1")
+    clear = RecordAttentionInput(
+        shipment_id="shp_1",
+        reason="carrier_did_not_act",
+        raised=False,
+        at="2026-11-28T12:30:00Z",
+        by="agent:priya#1",
+    )
     assert run(engine, clear) is True
     assert run(engine, clear) is False
     with Session(engine) as s:
         [rec] = store.attention_history(s, shipment_id="shp_1")
-        assert (rec.cleared_at, rec.cleared_by) == (datetime(2026, 11, 28, 12, 30, tzinfo=UTC), "agent:priya#1")
+        assert (rec.cleared_at, rec.cleared_by) == (
+            datetime(2026, 11, 28, 12, 30, tzinfo=UTC),
+            "agent:priya#1",
+        )
         assert store.open_attention(s, shipment_id="shp_1") == []
 
 
 def test_clear_without_reason_or_by_closes_whatever_is_open_as_workflow(engine: Engine) -> None:
-    run(engine, RecordAttentionInput(shipment_id="shp_2", reason="no_tracking_update", raised=True, at="2026-11-28T10:00:00+00:00"))
-    assert run(engine, RecordAttentionInput(shipment_id="shp_2", reason="", raised=False, at="2026-11-28T11:00:00+00:00")) is True
+    run(
+        engine,
+        RecordAttentionInput(
+            shipment_id="shp_2", reason="no_tracking_update", raised=True, at="2026-11-28T10:00:00+00:00"
+        ),
+    )
+    assert (
+        run(
+            engine,
+            RecordAttentionInput(
+                shipment_id="shp_2", reason="", raised=False, at="2026-11-28T11:00:00+00:00"
+            ),
+        )
+        is True
+    )
     with Session(engine) as s:
         [rec] = store.attention_history(s, shipment_id="shp_2")
         assert rec.cleared_by == "workflow"
@@ -56,9 +88,13 @@ def test_clear_without_reason_or_by_closes_whatever_is_open_as_workflow(engine: 
     "inp",
     [
         RecordAttentionInput(shipment_id="shp_3", reason="", raised=True, at="2026-11-28T10:00:00+00:00"),
-        RecordAttentionInput(shipment_id="shp_3", reason="x" * 49, raised=True, at="2026-11-28T10:00:00+00:00"),
+        RecordAttentionInput(
+            shipment_id="shp_3", reason="x" * 49, raised=True, at="2026-11-28T10:00:00+00:00"
+        ),
         RecordAttentionInput(shipment_id="shp_3", reason="channels_failed", raised=True, at="yesterday"),
-        RecordAttentionInput(shipment_id="shp_3", reason="channels_failed", raised=True, at="2026-11-28T10:00:00"),
+        RecordAttentionInput(
+            shipment_id="shp_3", reason="channels_failed", raised=True, at="2026-11-28T10:00:00"
+        ),
     ],
 )
 def test_bad_input_fails_without_retries(engine: Engine, inp: RecordAttentionInput) -> None:

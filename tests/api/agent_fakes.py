@@ -47,7 +47,9 @@ class FakeExecution:
 
     @property
     def typed_search_attributes(self) -> TypedSearchAttributes:
-        return TypedSearchAttributes([SearchAttributePair(_KEYS[k], v) for k, v in self.attrs.items() if v is not None])
+        return TypedSearchAttributes(
+            [SearchAttributePair(_KEYS[k], v) for k, v in self.attrs.items() if v is not None]
+        )
 
 
 def matches(ex: FakeExecution, query: str) -> bool:
@@ -76,10 +78,16 @@ class FakePage:
             raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
         if self.token is not None and not self.token.startswith(b"page:"):
             raise RPCError("invalid page token", RPCStatusCode.INVALID_ARGUMENT, b"")
-        hits = sorted((e for e in self.fake.executions.values() if matches(e, self.query)), key=lambda e: e.start_time, reverse=True)
+        hits = sorted(
+            (e for e in self.fake.executions.values() if matches(e, self.query)),
+            key=lambda e: e.start_time,
+            reverse=True,
+        )
         start = int(self.token[5:]) if self.token else 0
         self.current_page = hits[start : start + self.page_size]
-        self.next_page_token = f"page:{start + self.page_size}".encode() if start + self.page_size < len(hits) else None
+        self.next_page_token = (
+            f"page:{start + self.page_size}".encode() if start + self.page_size < len(hits) else None
+        )
 
 
 @dataclass
@@ -105,9 +113,15 @@ def default_behaviour(fake: FakeAgentTemporal, workflow_id: str, inp: AgentActio
     settle the case clear the flag (search attributes too); everything lands in the timeline."""
     st = fake.states[workflow_id]
     if inp.action == "resolve" and not st.needs_attention:
-        raise WorkflowUpdateFailedError(ApplicationError("nothing to resolve: the shipment does not need attention", type="AgentActionRefused"))
+        raise WorkflowUpdateFailedError(
+            ApplicationError(
+                "nothing to resolve: the shipment does not need attention", type="AgentActionRefused"
+            )
+        )
     if inp.action == "reschedule" and inp.requested_date and inp.requested_date > "2099-01-01":
-        raise WorkflowUpdateFailedError(ApplicationError("requested_date is outside the carrier's window", type="InvalidAgentAction"))
+        raise WorkflowUpdateFailedError(
+            ApplicationError("requested_date is outside the carrier's window", type="InvalidAgentAction")
+        )
     st.timeline.append(
         TimelineEntry(
             at=inp.requested_at,
@@ -122,7 +136,12 @@ def default_behaviour(fake: FakeAgentTemporal, workflow_id: str, inp: AgentActio
         if ex is not None:
             ex.attrs[search.NEEDS_ATTENTION.name] = False
             ex.attrs.pop(search.ATTENTION_REASON.name, None)
-    return AgentActionResult(accepted=True, detail=f"{inp.action} applied", needs_attention=st.needs_attention, attention_reason=st.attention_reason)
+    return AgentActionResult(
+        accepted=True,
+        detail=f"{inp.action} applied",
+        needs_attention=st.needs_attention,
+        attention_reason=st.attention_reason,
+    )
 
 
 @dataclass
@@ -138,7 +157,14 @@ class FakeAgentTemporal:
     update_error: BaseException | None = None  # raised by the next execute_update (then cleared)
     starts: list[Any] = field(default_factory=list)
 
-    def list_workflows(self, query: str | None = None, *, page_size: int = 1000, next_page_token: bytes | None = None, **_: Any) -> FakePage:
+    def list_workflows(
+        self,
+        query: str | None = None,
+        *,
+        page_size: int = 1000,
+        next_page_token: bytes | None = None,
+        **_: Any,
+    ) -> FakePage:
         self.list_calls.append((query or "", page_size, next_page_token))
         return FakePage(self, query or "", page_size, next_page_token)
 
@@ -194,7 +220,13 @@ class FakeAgentTemporal:
             s.commit()
             if reason and since:
                 agent_store.raise_attention(s, shipment_id=sid, reason=reason, raised_at=since, detail="")
-        attrs: dict[str, Any] = {"ShipmentStatus": status, "Carrier": carrier, "MerchantId": merchant, "NeedsAttention": reason is not None, "NdrAttempts": 0}
+        attrs: dict[str, Any] = {
+            "ShipmentStatus": status,
+            "Carrier": carrier,
+            "MerchantId": merchant,
+            "NeedsAttention": reason is not None,
+            "NdrAttempts": 0,
+        }
         if reason:
             attrs["AttentionReason"] = reason
         self.executions[wid] = FakeExecution(wid, attrs, started or datetime.now(UTC))
@@ -204,7 +236,11 @@ class FakeAgentTemporal:
             needs_attention=reason is not None,
             attention_reason=reason,
             attention_since=(since or datetime.now(UTC) - timedelta(hours=2)).isoformat() if reason else None,
-            timeline=[TimelineEntry(at="2026-11-25T08:00:00+00:00", kind="registered", summary="registered by merchant")],
+            timeline=[
+                TimelineEntry(
+                    at="2026-11-25T08:00:00+00:00", kind="registered", summary="registered by merchant"
+                )
+            ],
         )
         return row
 
@@ -226,9 +262,15 @@ class FakeHandle:
 
     async def describe(self) -> Any:
         self._exists()
-        return type("D", (), {"typed_search_attributes": self.fake.executions[self.workflow_id].typed_search_attributes})()
+        return type(
+            "D",
+            (),
+            {"typed_search_attributes": self.fake.executions[self.workflow_id].typed_search_attributes},
+        )()
 
-    async def execute_update(self, name: str, arg: AgentActionInput, *, id: str | None = None, result_type: Any = None, **_: Any) -> AgentActionResult:
+    async def execute_update(
+        self, name: str, arg: AgentActionInput, *, id: str | None = None, result_type: Any = None, **_: Any
+    ) -> AgentActionResult:
         self.fake.updates.append(UpdateCall(self.workflow_id, name, arg, id))
         if self.fake.update_error is not None:
             err, self.fake.update_error = self.fake.update_error, None

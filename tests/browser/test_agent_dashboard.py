@@ -21,7 +21,13 @@ from tests.api.agent_fakes import AgentsApi, make_agents_api
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "agent_dashboard"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.browser,
@@ -69,25 +75,88 @@ def world(api: AgentsApi) -> dict[str, str]:
     t0 = datetime.now(UTC) - timedelta(hours=5)
     add = api.temporal.add
     rows = {
-        "rejected_a": add(api.engine, merchant="acme", tracking="DL100", carrier="delhivery", reason="carrier_rejected", started=t0, since=t0 + timedelta(hours=3), customer_name="<script>alert('x')</script> Rao"),
-        "rejected_b": add(api.engine, merchant="globex", tracking="CP200", carrier="clickpost", reason="carrier_rejected", started=t0 + timedelta(minutes=1), since=t0 + timedelta(hours=4)),
-        "stalled": add(api.engine, merchant="acme", tracking="GN300", reason="no_tracking_update", started=t0 + timedelta(minutes=2), since=t0 - timedelta(days=2)),
-        "fake": add(api.engine, merchant="acme", tracking="GN301", reason="suspected_fake_attempt", status="delivery_failed", started=t0 + timedelta(minutes=3), since=t0 + timedelta(hours=2)),
+        "rejected_a": add(
+            api.engine,
+            merchant="acme",
+            tracking="DL100",
+            carrier="delhivery",
+            reason="carrier_rejected",
+            started=t0,
+            since=t0 + timedelta(hours=3),
+            customer_name="<script>alert('x')</script> Rao",
+        ),
+        "rejected_b": add(
+            api.engine,
+            merchant="globex",
+            tracking="CP200",
+            carrier="clickpost",
+            reason="carrier_rejected",
+            started=t0 + timedelta(minutes=1),
+            since=t0 + timedelta(hours=4),
+        ),
+        "stalled": add(
+            api.engine,
+            merchant="acme",
+            tracking="GN300",
+            reason="no_tracking_update",
+            started=t0 + timedelta(minutes=2),
+            since=t0 - timedelta(days=2),
+        ),
+        "fake": add(
+            api.engine,
+            merchant="acme",
+            tracking="GN301",
+            reason="suspected_fake_attempt",
+            status="delivery_failed",
+            started=t0 + timedelta(minutes=3),
+            since=t0 + timedelta(hours=2),
+        ),
         "fine": add(api.engine, merchant="acme", tracking="GN302", started=t0 + timedelta(minutes=4)),
     }
     st = api.temporal.states[rows["rejected_a"].workflow_id]
-    st.status = api.temporal.executions[rows["rejected_a"].workflow_id].attrs["ShipmentStatus"] = "delivery_failed"
+    st.status = api.temporal.executions[rows["rejected_a"].workflow_id].attrs["ShipmentStatus"] = (
+        "delivery_failed"
+    )
     from workflows.messages import TimelineEntry
 
     st.timeline += [
-        TimelineEntry(at=(t0 + timedelta(hours=1)).isoformat(), kind="carrier_event", summary="Consignee unavailable", data={"location": "Bengaluru Hub", "milestone": "delivery_failed"}),
-        TimelineEntry(at=(t0 + timedelta(hours=3)).isoformat(), kind="instruction", summary="reattempt sent to delhivery: rejected (HTTP 400)"),
+        TimelineEntry(
+            at=(t0 + timedelta(hours=1)).isoformat(),
+            kind="carrier_event",
+            summary="Consignee unavailable",
+            data={"location": "Bengaluru Hub", "milestone": "delivery_failed"},
+        ),
+        TimelineEntry(
+            at=(t0 + timedelta(hours=3)).isoformat(),
+            kind="instruction",
+            summary="reattempt sent to delhivery: rejected (HTTP 400)",
+        ),
     ]
-    st.notifications = [{"key": "n1", "purpose": "ndr_ask", "channel": "sms", "status": "delivered", "sent_at": (t0 + timedelta(hours=1, minutes=5)).isoformat()}]
+    st.notifications = [
+        {
+            "key": "n1",
+            "purpose": "ndr_ask",
+            "channel": "sms",
+            "status": "delivered",
+            "sent_at": (t0 + timedelta(hours=1, minutes=5)).isoformat(),
+        }
+    ]
     st.ndr_cases = [
-        {"attempt": 1, "reason": "customer_unavailable", "state": "escalated",
-         "responses": [{"at": (t0 + timedelta(hours=2)).isoformat(), "channel": "sms", "kind": "choice", "action": "reattempt", "text": "1 <b>please</b> deliver tomorrow"}],
-         "instructions": []}
+        {
+            "attempt": 1,
+            "reason": "customer_unavailable",
+            "state": "escalated",
+            "responses": [
+                {
+                    "at": (t0 + timedelta(hours=2)).isoformat(),
+                    "channel": "sms",
+                    "kind": "choice",
+                    "action": "reattempt",
+                    "text": "1 <b>please</b> deliver tomorrow",
+                }
+            ],
+            "instructions": [],
+        }
     ]
     return {k: r.shipment_id for k, r in rows.items()}
 
@@ -146,13 +215,23 @@ def test_sign_in_filter_open_act_and_see_the_result(served: Served) -> None:
                 "href", f"http://127.0.0.1:8233/namespaces/default/workflows/shipment-{ids['rejected_a']}"
             )
             kinds = page.locator(".timeline li .badge").all_inner_texts()
-            assert kinds == ["registered", "carrier event", "notification", "reply", "instruction", "attention"], kinds
+            assert kinds == [
+                "registered",
+                "carrier event",
+                "notification",
+                "reply",
+                "instruction",
+                "attention",
+            ], kinds
             expect(page.locator(".attention")).to_contain_text("2 h ago")
             page.screenshot(path=str(ARTIFACTS / "04_shipment.png"), full_page=True)
 
             # Act: force a reattempt.
             page.click("details.action-reattempt summary")
-            page.fill("details.action-reattempt textarea[name=reason]", "Customer confirmed on the phone: home all day")
+            page.fill(
+                "details.action-reattempt textarea[name=reason]",
+                "Customer confirmed on the phone: home all day",
+            )
             page.click("details.action-reattempt button[type=submit]")
             expect(page.locator(".result.ok")).to_contain_text("Done: reattempt")
             expect(page.locator(".calm")).to_contain_text("does not need attention")
@@ -160,7 +239,9 @@ def test_sign_in_filter_open_act_and_see_the_result(served: Served) -> None:
             page.screenshot(path=str(ARTIFACTS / "05_after_action.png"), full_page=True)
             [call] = api.temporal.updates
             assert (call.arg.action, call.arg.reason, call.arg.agent) == (
-                "reattempt", "Customer confirmed on the phone: home all day", f"priya#{api.agent_key_id}"
+                "reattempt",
+                "Customer confirmed on the phone: home all day",
+                f"priya#{api.agent_key_id}",
             )
 
             # Back in the queue the shipment is gone and the counts moved.
@@ -169,7 +250,9 @@ def test_sign_in_filter_open_act_and_see_the_result(served: Served) -> None:
             expect(page.locator(f"a[href='/agent/shipments/{ids['rejected_a']}']")).to_have_count(0)
 
             # A phone: the same session, cards instead of a table, no sideways scrolling.
-            phone = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=context.storage_state(), is_mobile=True)
+            phone = browser.new_context(
+                viewport={"width": 390, "height": 844}, storage_state=context.storage_state(), is_mobile=True
+            )
             p2 = phone.new_page()
             p2.on("request", lambda r: foreign.append(r.url) if not r.url.startswith(served.url) else None)
             p2.goto(f"{served.url}/agent")

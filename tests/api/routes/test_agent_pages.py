@@ -28,7 +28,9 @@ def csrf_of(html: str) -> str:
 
 
 def action_id_of(html: str, action: str) -> str:
-    m = re.search(rf'name="action" value="{action}">\s*<input type="hidden" name="action_id" value="([^"]+)"', html)
+    m = re.search(
+        rf'name="action" value="{action}">\s*<input type="hidden" name="action_id" value="([^"]+)"', html
+    )
     assert m, f"no {action} form"
     return m.group(1)
 
@@ -65,7 +67,9 @@ def test_agent_key_signs_in_with_a_strict_httponly_signed_cookie(api: AgentsApi)
 
 def test_cookie_is_secure_behind_https(database_url: str, tmp_path: Path) -> None:
     api = make_agents_api(database_url, tmp_path, public_base_url="https://ndr.example.com")
-    api.client = TestClient(api.client.app, base_url="https://ndr.example.com")  # secure cookies only travel over https
+    api.client = TestClient(
+        api.client.app, base_url="https://ndr.example.com"
+    )  # secure cookies only travel over https
     assert "secure" in session_cookie_header(sign_in(api, api.agent_key)).lower()
 
 
@@ -85,12 +89,19 @@ def test_wrong_key_is_401_and_sign_in_without_csrf_is_403(api: AgentsApi) -> Non
     r = sign_in(api, "ndr_a_" + "x" * 43)
     assert r.status_code == 401 and "not valid" in r.text
     r = sign_in(api, api.agent_key, with_csrf=False)
-    assert r.status_code == 403 and not [h for h in r.headers.get_list("set-cookie") if h.startswith("ndr_agent=")]
+    assert r.status_code == 403 and not [
+        h for h in r.headers.get_list("set-cookie") if h.startswith("ndr_agent=")
+    ]
     # A token from another browser's sign-in form (another nonce) is refused too.
     page = api.client.get("/agent/sign-in")
     token = csrf_of(page.text)
     api.client.cookies.clear()
-    assert api.client.post("/agent/sign-in", data={"key": api.agent_key, "csrf": token}, follow_redirects=False).status_code == 403
+    assert (
+        api.client.post(
+            "/agent/sign-in", data={"key": api.agent_key, "csrf": token}, follow_redirects=False
+        ).status_code
+        == 403
+    )
 
 
 def test_sign_out_needs_csrf_and_ends_the_session(api: AgentsApi) -> None:
@@ -108,7 +119,9 @@ def test_sign_out_needs_csrf_and_ends_the_session(api: AgentsApi) -> None:
 def test_tampered_cookie_and_revoked_key_sign_out(api: AgentsApi) -> None:
     sign_in(api, api.agent_key)
     good = api.client.cookies.get("ndr_agent")
-    api.client.cookies.set("ndr_agent", good[:-2] + ("AA" if not good.endswith("AA") else "BB"), path="/agent")
+    api.client.cookies.set(
+        "ndr_agent", good[:-2] + ("AA" if not good.endswith("AA") else "BB"), path="/agent"
+    )
     assert api.client.get("/agent", follow_redirects=False).status_code == 303
     api.client.cookies.clear()
     sign_in(api, api.agent_key)
@@ -121,7 +134,9 @@ def test_tampered_cookie_and_revoked_key_sign_out(api: AgentsApi) -> None:
 
 
 def test_queue_shows_counts_filters_and_links(api: AgentsApi) -> None:
-    a = api.temporal.add(api.engine, merchant="acme", tracking="Q1", carrier="delhivery", reason="carrier_rejected")
+    a = api.temporal.add(
+        api.engine, merchant="acme", tracking="Q1", carrier="delhivery", reason="carrier_rejected"
+    )
     b = api.temporal.add(api.engine, merchant="globex", tracking="Q2", reason="no_tracking_update")
     sign_in(api, api.agent_key)
     page = api.client.get("/agent")
@@ -133,7 +148,10 @@ def test_queue_shows_counts_filters_and_links(api: AgentsApi) -> None:
 
     filtered = api.client.get("/agent", params={"reason": "carrier_rejected", "merchant": "acme"})
     assert a.shipment_id in filtered.text and b.shipment_id not in filtered.text
-    assert api.temporal.list_calls[-1][0] == "NeedsAttention = true AND AttentionReason = 'carrier_rejected' AND MerchantId = 'acme' AND ExecutionStatus = 'Running'"
+    assert (
+        api.temporal.list_calls[-1][0]
+        == "NeedsAttention = true AND AttentionReason = 'carrier_rejected' AND MerchantId = 'acme' AND ExecutionStatus = 'Running'"
+    )
 
     bad = api.client.get("/agent", params={"merchant": "x' OR 'a'='a"})
     assert bad.status_code == 422 and "merchant:" in bad.text and "x&#39; OR" in bad.text
@@ -162,12 +180,34 @@ def test_find_opens_a_shipment_by_tracking_number(api: AgentsApi) -> None:
 
 
 def test_customer_supplied_text_is_escaped_on_the_shipment_page(api: AgentsApi) -> None:
-    row = api.temporal.add(api.engine, merchant="acme", tracking="X1", reason="unparsed_replies", customer_name="<script>alert('name')</script>")
+    row = api.temporal.add(
+        api.engine,
+        merchant="acme",
+        tracking="X1",
+        reason="unparsed_replies",
+        customer_name="<script>alert('name')</script>",
+    )
     api.temporal.states[row.workflow_id].ndr_cases = [
-        {"attempt": 1, "responses": [{"at": "2026-11-26T11:00:00+00:00", "channel": "sms", "kind": "unclear", "text": "<img src=x onerror=alert(1)> {{ 7*7 }} {% raw %}"}], "instructions": []}
+        {
+            "attempt": 1,
+            "responses": [
+                {
+                    "at": "2026-11-26T11:00:00+00:00",
+                    "channel": "sms",
+                    "kind": "unclear",
+                    "text": "<img src=x onerror=alert(1)> {{ 7*7 }} {% raw %}",
+                }
+            ],
+            "instructions": [],
+        }
     ]
     api.temporal.states[row.workflow_id].timeline.append(
-        TimelineEntry(at="2026-11-26T09:00:00+00:00", kind="carrier_event", summary="</li><script>evil()</script>", data={"location": "<b>Pune</b>"})
+        TimelineEntry(
+            at="2026-11-26T09:00:00+00:00",
+            kind="carrier_event",
+            summary="</li><script>evil()</script>",
+            data={"location": "<b>Pune</b>"},
+        )
     )
     sign_in(api, api.agent_key)
     page = api.client.get(f"/agent/shipments/{row.shipment_id}")
@@ -185,13 +225,28 @@ def test_action_form_applies_the_update_once_and_shows_the_result(api: AgentsApi
     row = api.temporal.add(api.engine, merchant="acme", tracking="F1", reason="carrier_did_not_act")
     sign_in(api, api.agent_key)
     page = api.client.get(f"/agent/shipments/{row.shipment_id}")
-    form = {"csrf": csrf_of(page.text), "action": "reattempt", "action_id": action_id_of(page.text, "reattempt"), "reason": "carrier promised a van today"}
+    form = {
+        "csrf": csrf_of(page.text),
+        "action": "reattempt",
+        "action_id": action_id_of(page.text, "reattempt"),
+        "reason": "carrier promised a van today",
+    }
     r = api.client.post(f"/agent/shipments/{row.shipment_id}/actions", data=form, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == f"/agent/shipments/{row.shipment_id}?action={form['action_id']}"
-    again = api.client.post(f"/agent/shipments/{row.shipment_id}/actions", data=form, follow_redirects=False)  # double submit
+    assert (
+        r.status_code == 303
+        and r.headers["location"] == f"/agent/shipments/{row.shipment_id}?action={form['action_id']}"
+    )
+    again = api.client.post(
+        f"/agent/shipments/{row.shipment_id}/actions", data=form, follow_redirects=False
+    )  # double submit
     assert again.status_code == 303
     [call] = api.temporal.updates
-    assert (call.arg.action, call.arg.agent, call.arg.reason, call.id) == ("reattempt", f"priya#{api.agent_key_id}", "carrier promised a van today", form["action_id"])
+    assert (call.arg.action, call.arg.agent, call.arg.reason, call.id) == (
+        "reattempt",
+        f"priya#{api.agent_key_id}",
+        "carrier promised a van today",
+        form["action_id"],
+    )
     shown = api.client.get(r.headers["location"])
     assert "Done: reattempt" in shown.text and "does not need attention" in shown.text
     with Session(api.engine) as s:
@@ -220,7 +275,9 @@ def test_a_session_token_does_not_work_for_another_session(api: AgentsApi) -> No
     api.client.cookies.clear()
     sign_in(api, api.agent_key)  # a new session, a new nonce
     r = api.client.post(
-        f"/agent/shipments/{row.shipment_id}/actions", data={"csrf": stolen, "action": "note", "action_id": "n-1", "reason": "x"}, follow_redirects=False
+        f"/agent/shipments/{row.shipment_id}/actions",
+        data={"csrf": stolen, "action": "note", "action_id": "n-1", "reason": "x"},
+        follow_redirects=False,
     )
     assert r.status_code == 403 and api.temporal.updates == []
 
@@ -229,7 +286,12 @@ def test_refused_action_shows_the_workflows_reason(api: AgentsApi) -> None:
     row = api.temporal.add(api.engine, merchant="acme", tracking="F4")  # nothing to resolve
     sign_in(api, api.agent_key)
     page = api.client.get(f"/agent/shipments/{row.shipment_id}")
-    form = {"csrf": csrf_of(page.text), "action": "resolve", "action_id": action_id_of(page.text, "resolve"), "reason": "looks fine"}
+    form = {
+        "csrf": csrf_of(page.text),
+        "action": "resolve",
+        "action_id": action_id_of(page.text, "resolve"),
+        "reason": "looks fine",
+    }
     r = api.client.post(f"/agent/shipments/{row.shipment_id}/actions", data=form)
     assert r.status_code == 200 and "Refused: the workflow refused resolve: nothing to resolve" in r.text
 
@@ -238,7 +300,13 @@ def test_bad_form_input_is_422_with_the_field_named(api: AgentsApi) -> None:
     row = api.temporal.add(api.engine, merchant="acme", tracking="F5", reason="carrier_rejected")
     sign_in(api, api.agent_key)
     page = api.client.get(f"/agent/shipments/{row.shipment_id}")
-    form = {"csrf": csrf_of(page.text), "action": "reschedule", "action_id": action_id_of(page.text, "reschedule"), "reason": "r", "requested_date": "2020-01-01"}
+    form = {
+        "csrf": csrf_of(page.text),
+        "action": "reschedule",
+        "action_id": action_id_of(page.text, "reschedule"),
+        "reason": "r",
+        "requested_date": "2020-01-01",
+    }
     r = api.client.post(f"/agent/shipments/{row.shipment_id}/actions", data=form)
     assert r.status_code == 422 and "requested_date" in r.text and "in the past" in r.text
     assert api.temporal.updates == []
@@ -252,7 +320,10 @@ def test_temporal_down_keeps_the_same_action_id_for_the_retry(api: AgentsApi) ->
     page = api.client.get(f"/agent/shipments/{row.shipment_id}")
     aid = action_id_of(page.text, "rto")
     api.temporal.update_error = RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
-    r = api.client.post(f"/agent/shipments/{row.shipment_id}/actions", data={"csrf": csrf_of(page.text), "action": "rto", "action_id": aid, "reason": "asked"})
+    r = api.client.post(
+        f"/agent/shipments/{row.shipment_id}/actions",
+        data={"csrf": csrf_of(page.text), "action": "rto", "action_id": aid, "reason": "asked"},
+    )
     assert r.status_code == 503 and action_id_of(r.text, "rto") == aid
 
 
@@ -260,6 +331,8 @@ def test_unknown_shipment_page_is_404_and_stylesheet_is_local(api: AgentsApi) ->
     sign_in(api, api.agent_key)
     assert api.client.get("/agent/shipments/shp_missing").status_code == 404
     css = api.client.get("/agent/static/agent.css")
-    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css") and "@media" in css.text
+    assert (
+        css.status_code == 200 and css.headers["content-type"].startswith("text/css") and "@media" in css.text
+    )
     html = api.client.get("/agent").text
     assert "http://" not in html.replace("http://127.0.0.1:8233", "") and "<script" not in html
