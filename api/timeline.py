@@ -61,19 +61,25 @@ def build_timeline(
 
 
 class _Seen:
+    """What the workflow's own timeline already shows. When the workflow's entries of a kind carry
+    an identifying key (notification key, reply message id, action id), only the key decides;
+    otherwise an entry of the same kind at the same time counts as the same thing."""
+
     def __init__(self, workflow_items: list[dict[str, Any]]) -> None:
         self.keys: set[tuple[str, str, str]] = set()
+        self.keyed: set[tuple[str, str]] = set()
         self.times: set[tuple[str, datetime]] = set()
         for i in workflow_items:
             for name in ("key", "message_id", "action_id"):
                 if i.get(name):
                     self.keys.add((i["kind"], name, str(i[name])))
+                    self.keyed.add((i["kind"], name))
             if i.get("at"):
                 self.times.add((i["kind"], _sort_time(i["at"])))
 
     def has(self, item: dict[str, Any], key: str | None) -> bool:
-        if key and item.get(key) and (item["kind"], key, str(item[key])) in self.keys:
-            return True
+        if key and item.get(key) and (item["kind"], key) in self.keyed:
+            return (item["kind"], key, str(item[key])) in self.keys
         return bool(item.get("at")) and (item["kind"], _sort_time(item["at"])) in self.times
 
 
