@@ -138,3 +138,41 @@ async def test_queue_filters_pages_and_counts_on_the_real_visibility_store(tmp_p
         page_html = (await st.http.get("/agent", params={"reason": "carrier_rejected"})).text
         assert ids["a"] in page_html and ids["c"] in page_html and ids["b"] not in page_html
         assert re.search(r"<b>4</b> need attention", page_html)
+
+
+async def test_timeline_and_an_action_on_a_real_shipment_workflow(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as st:
+        body = {
+            "merchant_id": "acme",
+            "order_id": "A-1",
+            "carrier": "generic",
+            "tracking_number": "E2E-TL-1",
+            "customer": {"name": "<b>Asha</b>", "phone": "+91 98765 43210", "locale": "en-IN"},
+            "address": {"line1": "12 MG Road", "city": "Bengaluru", "postal_code": "560001", "country": "IN"},
+        }
+        r = await st.http.post("/v1/shipments", json=body, headers=st.auth(st.merchant_key))
+        assert r.status_code == 201, r.text
+        sid = r.json()["shipment_id"]
+        for _ in range(100):  # the registration signal is applied by the worker
+            tl = await st.http.get(f"/v1/shipments/{sid}/timeline", headers=st.auth(st.agent_key))
+            if tl.status_code == 200 and tl.json()["items"]:
+                break
+            await asyncio.sleep(0.05)
+        assert tl.status_code == 200 and tl.json()["items"][0]["kind"] == "registered"
+        assert tl.json()["workflow_url"].endswith(f"/namespaces/default/workflows/shipment-{sid}")
+        mine = await st.http.get(f"/v1/shipments/{sid}/timeline", headers=st.auth(st.merchant_key))
+        assert mine.status_code == 200
+        other = st.make_key("merchant", merchant_id="globex")
+        assert (await st.http.get(f"/v1/shipments/{sid}/timeline", headers=st.auth(other))).status_code == 404
+
+        # Whatever the workflow answers, the API answers with a 2xx/4xx matching the audit row.
+        r = await st.http.post(
+            f"/v1/shipments/{sid}/actions",
+            json={"action": "note", "reason": "called the customer"},
+            headers={**st.auth(st.agent_key), "Idempotency-Key": "e2e-note-1"},
+        )
+        assert r.status_code in (200, 409, 422), r.text
+        with Session(st.engine) as s:
+            rec = agent_store.get_action(s, action_id="e2e-note-1")
+        assert rec is not None and rec.http_status == r.status_code
+        assert rec.status == ("accepted" if r.status_code == 200 else "rejected")
