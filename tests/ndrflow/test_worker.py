@@ -8,7 +8,6 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio import activity
-from temporalio.common import TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from domain.events import CarrierEvent, normalise_time
@@ -53,7 +52,7 @@ async def _register_with_event(
                 events=[event],
             )
         ],
-        search_attributes=TypedSearchAttributes(search.initial_pairs("acme", "generic")),
+        search_attributes=search.initial_attributes("acme", "generic"),
         execution_timeout=timedelta(minutes=5),
     )
     return sid, handle
