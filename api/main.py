@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from carriers.settings import CarrierSettings
 from ndrflow.config import Settings
 from store.db import engine_for
 
 
-def create_app(settings: Settings, temporal: Client | None = None) -> FastAPI:
+def create_app(settings: Settings, temporal: Client | None = None, carrier_settings: CarrierSettings | None = None) -> FastAPI:
     """`temporal` may be given (tests, `ndrflow up`); otherwise the app connects on startup."""
 
     @asynccontextmanager
@@ -32,6 +33,7 @@ def create_app(settings: Settings, temporal: Client | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine_for(settings.effective_database_url)
     app.state.temporal = temporal
+    app.state.carrier_settings = carrier_settings or CarrierSettings()
 
     from api import errors
     from api.routes import carriers, health, merchants

@@ -8,45 +8,20 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import ValidationError
 
 from api.deps import OptionalPrincipal, SessionDep, SettingsDep, TemporalDep
 from api.routes.merchants import WorkflowClosed, start_or_signal
-from api.schemas import CarrierEventsIn, EventsAccepted
+from api.schemas import EventsAccepted
+from carriers import registry
+from carriers.base import COUNTED_PROBLEMS, WebhookAuthError, WebhookFormatError, WebhookRequest
 from domain.events import CarrierEvent, normalise_time
 from domain.status import event_dedupe_key
-from domain.taxonomy import parse_milestone, parse_ndr_reason
 from store import crud
+from store.carriers import record_unknown_code
 from store.models import CarrierEventLog
 from workflows.messages import CarrierEventsInput
 
 router = APIRouter(prefix="/v1/carriers", tags=["carriers"])
-
-
-def parse_generic(raw: bytes) -> list[CarrierEvent]:
-    try:
-        body = CarrierEventsIn.model_validate_json(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
-        raise HTTPException(422, f"invalid generic carrier payload: {problems}") from None
-    events = []
-    for e in body.events:
-        milestone = parse_milestone(e.status)
-        events.append(
-            CarrierEvent(
-                carrier="generic",
-                tracking_number=e.tracking_number,
-                milestone=milestone.value,
-                occurred_at=normalise_time(e.occurred_at.replace("Z", "+00:00")),
-                event_id=e.event_id,
-                ndr_reason=(parse_ndr_reason(e.ndr_reason) or parse_ndr_reason("unknown")).value if milestone.value == "delivery_failed" else None,
-                raw_code=e.raw_code or (e.status if milestone.value == "unknown" else None),
-                raw_status=e.raw_status,
-                location=e.location,
-                attempt=e.attempt,
-            )
-        )
-    return events
 
 
 @router.post(
@@ -54,18 +29,38 @@ def parse_generic(raw: bytes) -> list[CarrierEvent]:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=EventsAccepted,
     responses={401: {}, 403: {}, 404: {}, 413: {}, 422: {}},
+    summary="Tracking events in the carrier's own format",
+    description=(
+        "Authenticated by a carrier API key bound to this carrier (`Authorization: Bearer`), or by the "
+        "carrier's own webhook scheme: generic `X-Ndrflow-Signature: sha256=<hex HMAC of the raw body>`, "
+        "EasyPost `X-Hmac-Signature`, AfterShip `aftership-hmac-sha256`, ClickPost `webhook_key`, "
+        "Delhivery/Shiprocket shared-secret header. See carriers/README.md."
+    ),
 )
 async def carrier_events(
     carrier: str, request: Request, principal: OptionalPrincipal, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> EventsAccepted:
     raw = await request.body()
-    if carrier != "generic":
-        raise HTTPException(404, f"unknown carrier {carrier!r}")
-    if principal is None:
-        raise HTTPException(401, "missing carrier API key: send `Authorization: Bearer <key>`")
-    if principal.scope != "carrier" or principal.carrier != carrier:
-        raise HTTPException(403, f"this key cannot post events for carrier {carrier!r}")
-    events = parse_generic(raw)
+    try:
+        registry.get_adapter(carrier)
+    except KeyError:
+        raise HTTPException(404, f"unknown carrier {carrier!r}; known: {', '.join(sorted(registry.ADAPTERS))}") from None
+    req = WebhookRequest(body=raw, headers={k.lower(): v for k, v in request.headers.items()}, query=dict(request.query_params))
+    if principal is not None:
+        if principal.scope != "carrier" or principal.carrier != carrier:
+            raise HTTPException(403, f"this key cannot post events for carrier {carrier!r}")
+    else:
+        try:
+            registry.verify_webhook(carrier, req, request.app.state.carrier_settings)
+        except WebhookAuthError as exc:
+            raise HTTPException(401, f"{carrier} webhook not authenticated: {exc}") from None
+    try:
+        events, problems = registry.parse_webhook(carrier, req)
+    except WebhookFormatError as exc:
+        raise HTTPException(422, f"invalid {carrier} payload: {exc}") from None
+    for problem in problems:
+        if problem.code in COUNTED_PROBLEMS and problem.raw_code:
+            record_unknown_code(session, carrier, problem.raw_code)
     return await accept_events(session, temporal, settings, carrier, events)
 
 

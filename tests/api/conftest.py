@@ -14,6 +14,7 @@ from sqlmodel import Session
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.main import create_app
+from carriers.settings import CarrierSettings
 from ndrflow.config import Settings
 from store import keys
 from workflows.messages import ShipmentState
@@ -80,7 +81,8 @@ class Api:
 def api(database_url: str, tmp_path: Path) -> Api:
     settings = Settings(home=tmp_path / "home", database_url=database_url, secret_key="test-secret")
     fake = FakeTemporal()
-    app = create_app(settings, temporal=fake)  # type: ignore[arg-type]
+    carrier_settings = CarrierSettings(**{f"{c}_webhook_secret": f"{c}-secret" for c in ("generic", "delhivery", "shiprocket", "clickpost", "easypost", "aftership")})
+    app = create_app(settings, temporal=fake, carrier_settings=carrier_settings)  # type: ignore[arg-type]
     engine = app.state.engine
     with Session(engine) as s:
         mk = keys.create_key(s, scope="merchant", merchant_id="acme")

@@ -3,6 +3,11 @@ shipment registers; duplicates counted; bad payloads refused."""
 
 from __future__ import annotations
 
+import pytest
+from sqlmodel import Session
+
+from carriers.fake.payloads import Scan, webhook
+from store.carriers import unknown_code_counts
 from tests.api.conftest import Api
 from tests.api.routes.test_merchants import BODY
 from workflows.messages import CarrierEventsInput, RegisterInput
@@ -62,3 +67,37 @@ def test_events_for_a_finished_workflow_are_logged_not_restarted(api: Api) -> No
     api.temporal.closed.add(r.json()["workflow_id"])
     late = api.client.post("/v1/carriers/generic/events", json={"events": [event("late", "in_transit", "2026-11-29T10:00:00Z")]}, headers=api.auth(api.carrier_key))
     assert late.status_code == 202 and late.json()["accepted"] == 1
+
+
+
+def _register(api: Api, carrier: str) -> None:
+    body = {**BODY, "carrier": carrier}
+    assert api.client.post("/v1/shipments", json=body, headers=api.auth(api.merchant_key)).status_code == 201
+
+
+@pytest.mark.parametrize("carrier", ["generic", "delhivery", "shiprocket", "clickpost", "easypost", "aftership"])
+def test_each_carrier_format_with_its_own_signature_reaches_the_workflow(api: Api, carrier: str) -> None:
+    _register(api, carrier)
+    body, headers = webhook(carrier, Scan(tracking_number="TRK1001", milestone="delivery_failed", ndr_reason="customer_unavailable"), f"{carrier}-secret")
+    r = api.client.post(f"/v1/carriers/{carrier}/events", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+    ev = [c for c in api.temporal.starts if c.signal == "carrier_events"][-1].arg.events[-1]
+    assert ev.carrier == carrier and ev.milestone == "delivery_failed" and ev.ndr_reason == "customer_unavailable"
+
+
+@pytest.mark.parametrize("carrier", ["generic", "delhivery", "clickpost", "easypost", "aftership"])
+def test_bad_or_missing_signature_is_401_and_changes_nothing(api: Api, carrier: str) -> None:
+    _register(api, carrier)
+    body, headers = webhook(carrier, Scan(tracking_number="TRK1001", milestone="delivered"), "wrong-secret")
+    assert api.client.post(f"/v1/carriers/{carrier}/events", content=body, headers=headers).status_code == 401
+    assert api.client.post(f"/v1/carriers/{carrier}/events", content=body, headers={"Content-Type": "application/json"}).status_code == 401
+    assert [c for c in api.temporal.starts if c.signal == "carrier_events"] == []
+
+
+def test_unknown_codes_are_counted_per_carrier_and_code(api: Api) -> None:
+    _register(api, "generic")
+    batch = {"events": [event("u1", "teleported", "2026-11-27T10:00:00Z"), event("u2", "teleported", "2026-11-27T11:00:00Z")]}
+    api.client.post("/v1/carriers/generic/events", json=batch, headers=api.auth(api.carrier_key))
+    with Session(api.engine) as s:
+        counts = {(c.carrier, c.code): c.count for c in unknown_code_counts(s)}
+    assert counts == {("generic", "teleported"): 2}
