@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from ndrflow.config import Settings
+from workflows.sandbox import workflow_runner
 
 # Threads for sync activities. Most are short store writes; providers' HTTP calls (Twilio,
 # SendGrid, carriers) also block a thread for up to their timeout, hence more than cores.
@@ -68,6 +69,7 @@ def build_worker(
         + worker_options["max_concurrent_local_activities"],
         thread_name_prefix="activity",
     )
+    worker_options.setdefault("workflow_runner", workflow_runner())
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
