@@ -26,7 +26,6 @@ from domain.instructions import (
     SendInstructionInput,
 )
 from workflows.ids import shipment_workflow_id
-from workflows.sandbox import workflow_runner
 from workflows.messages import (
     CLOSE_REPLY_ROUTE,
     OPEN_REPLY_ROUTE,
@@ -44,6 +43,7 @@ from workflows.messages import (
     ShipmentWorkflowInput,
     SyncReadModelInput,
 )
+from workflows.sandbox import workflow_runner
 from workflows.shipment import ShipmentWorkflow
 from workflows.shipment_policy import ShipmentPolicy, policy_dict
 
