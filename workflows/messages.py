@@ -260,15 +260,40 @@ class AgentActionResult:
     duplicate: bool = False
 
 
-# Attention records for agents (store/agents.py): raised and cleared by the workflow.
+# ApplicationError type for an agent action the validator refuses because of its input (missing
+# or malformed field, date outside the carrier's window): the API answers 422. Any other refusal
+# (case closed, nothing to resolve, ...) is answered 409. Both carry the validator's message.
+INVALID_AGENT_ACTION = "InvalidAgentAction"
+
+# What an agent's queue is filtered on: the values the workflow puts in the AttentionReason search
+# attribute (and in RecordAttentionInput.reason). `GET /v1/cases?reason=` refuses anything else;
+# the dashboard counts each. The NDR policy (workflows/ndr_policy.py) raises the ones it owns.
+ATTENTION_REASONS = (
+    "no_tracking_update",  # no carrier scan for too long at the current milestone (detail: which, how long)
+    "reply_window_passed",  # the customer's reply window closed without a decision
+    "carrier_rejected",  # the carrier refused the instruction (4xx)
+    "carrier_unreachable",  # the instruction failed after every retry (5xx, timeouts)
+    "carrier_did_not_act",  # no out-for-delivery / delivered scan by the agreed date + grace
+    "channels_failed",  # every channel failed to reach the customer
+    "unparsed_replies",  # two replies the parser could not understand
+    "suspected_fake_attempt",  # "I was home, nobody came" on a customer_unavailable attempt
+    "customer_disputes_attempt",  # the customer disputes an attempt on another reason
+    "ndr_rule_review",  # a merchant rule asked a person to review the decision
+    "activity_failing",  # an activity keeps failing (store, provider, carrier adapter)
+)
+
 RECORD_ATTENTION = "record_attention"
 
 
 @dataclass
 class RecordAttentionInput:
+    """The workflow raised or cleared its attention flag; the activity mirrors it into the store
+    (attention_records). Idempotent: a raise is keyed by (shipment_id, reason, at), a clear closes
+    whatever is open at `at`, so retries and replays change nothing twice."""
+
     shipment_id: str
-    reason: str
-    raised: bool  # False: cleared
-    at: str  # ISO UTC
-    detail: str = ""
-    by: str = ""
+    reason: str  # one of ATTENTION_REASONS (when clearing: the reason being cleared, "" for any)
+    raised: bool  # True: raised; False: cleared (resolved by an agent, or the cause went away)
+    at: str  # ISO UTC, workflow.now() when it was raised / cleared
+    detail: str = ""  # what the agent needs to know, no personal data (e.g. "in_transit for 73 h")
+    by: str = ""  # who cleared it: "agent:<name>", "workflow" (cause gone), "" on raise

@@ -745,7 +745,7 @@ class ShipmentWorkflow:
 
 # Attention reasons raised by the workflow itself (the NDR ones come from workflows/ndr_policy.py).
 ATTN_STALE = "no_tracking_update"
-ATTN_CHANNELS = "all_channels_failed"
+ATTN_CHANNELS = "channels_failed"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
 
 

@@ -114,9 +114,9 @@ async def test_all_channels_failing_asks_agents(time_env: WorkflowEnvironment, t
         h = await start(time_env.client, task_queue, new_id(), policy=NO_QUIET)
         await h.signal("carrier_events", CarrierEventsInput(events=[ev("picked_up", "2026-11-27T05:00:00+00:00", "a")]))
         st = await until(h, lambda s: s.needs_attention)
-        assert st.attention_reason == "all_channels_failed"
+        assert st.attention_reason == "channels_failed"
         assert [s.channel for s in fakes.sent] == ["sms", "email"]
-        assert fakes.attention[-1].reason == "all_channels_failed" and fakes.attention[-1].raised
+        assert fakes.attention[-1].reason == "channels_failed" and fakes.attention[-1].raised
 
 
 async def test_opted_out_channel_is_not_used_again(time_env: WorkflowEnvironment, task_queue: str) -> None:
