@@ -45,6 +45,9 @@ class RegisterInput:
     registered_at: str
     # Carrier events that arrived before the registration (kept in the store until now).
     events: list[CarrierEvent] = field(default_factory=list)
+    # workflows.shipment_policy.ShipmentPolicy as a dict: the merchant's notify policy, quiet
+    # hours, NDR timing and rules, stale limits (workflows cannot read configuration).
+    policy: dict[str, Any] | None = None
 
 
 @dataclass
@@ -79,6 +82,16 @@ class ShipmentState:
     attention_since: str | None = None
     terminal_at: str | None = None  # our time when a terminal status was reached
     late_events: int = 0
+    registered_at: str | None = None  # our time
+    heard_at: str | None = None  # our time of the last carrier scan (stale-tracking check)
+    polled_at: str | None = None  # our time of the last tracking poll
+    policy: dict[str, Any] | None = None  # see RegisterInput.policy
+    deferred: list[dict[str, Any]] = field(default_factory=list)  # messages waiting for quiet hours to end
+    opted_out: list[str] = field(default_factory=list)  # channels the customer opted out of
+    snoozed_until: str | None = None
+    snoozed_reason: str | None = None
+    attention_cleared_at: str | None = None
+    agent_action_ids: list[str] = field(default_factory=list)  # applied agent actions (idempotency)
 
 
 @dataclass
@@ -87,6 +100,7 @@ class ShipmentWorkflowInput:
     # Workflows cannot read configuration, so limits travel with the input.
     completion_grace_seconds: float = 72 * 3600
     max_history_events: int = 2000
+    notify_task_queue: str = ""  # provider sends run here (rate-limited worker); "" = the workflow's queue
     state: ShipmentState | None = None  # set when continuing as new
 
 
