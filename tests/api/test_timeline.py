@@ -26,12 +26,19 @@ def test_orders_by_instant_not_by_string_across_offsets() -> None:
     assert [i["summary"] for i in build_timeline(st)] == ["out for delivery", "failed"]
 
 
-def test_keyed_workflow_entries_dedupe_by_key_only() -> None:
+def test_notifications_match_the_workflows_sends_and_bring_their_delivery_status() -> None:
     st = state(
         timeline=[
+            # Keyed entry, and one logged the way the shipment workflow does (purpose and channel).
             TimelineEntry(
                 at="2026-11-26T10:00:00+00:00", kind="notification", summary="sms", data={"key": "k-sms"}
-            )
+            ),
+            TimelineEntry(
+                at="2026-11-26T10:02:00+00:00",
+                kind="notification",
+                summary="ndr_ask by whatsapp: sent",
+                data={"purpose": "ndr_ask", "channel": "whatsapp", "status": "sent"},
+            ),
         ],
         notifications=[
             {
@@ -39,51 +46,110 @@ def test_keyed_workflow_entries_dedupe_by_key_only() -> None:
                 "purpose": "ndr_ask",
                 "channel": "sms",
                 "status": "delivered",
-                "sent_at": "2026-11-26T10:00:00+00:00",
+                "at": "2026-11-26T10:00:00+00:00",
             },
-            # Same instant, another message: still shown.
+            {
+                "key": "k-wa",
+                "purpose": "ndr_ask",
+                "channel": "whatsapp",
+                "status": "read",
+                "at": "2026-11-26T10:02:00+00:00",
+            },
+            # Same instant as the first, another message: not the same send, still shown.
             {
                 "key": "k-mail",
                 "purpose": "ndr_ask",
                 "channel": "email",
                 "status": "bounce",
-                "sent_at": "2026-11-26T10:00:00+00:00",
+                "at": "2026-11-26T10:00:00+00:00",
             },
         ],
     )
     items = build_timeline(st)
-    assert [(i["kind"], i.get("key"), i["source"]) for i in items] == [
-        ("notification", "k-sms", "workflow"),
-        ("notification", "k-mail", "notifications"),
+    assert [(i.get("channel"), i["source"], i["delivery_status"]) for i in items] == [
+        (None, "workflow", "delivered"),
+        ("email", "notifications", "bounce"),
+        ("whatsapp", "workflow", "read"),
     ]
-    assert items[1]["delivery_status"] == "bounce"
+    assert items[2]["status"] == "sent"  # what the send answered stays; delivery_status is now
 
 
-def test_unkeyed_workflow_entries_dedupe_by_kind_and_time() -> None:
+def test_kinds_the_workflow_records_are_not_repeated_from_its_state() -> None:
     st = state(
-        timeline=[TimelineEntry(at="2026-11-26T11:00:00+00:00", kind="reply", summary="customer replied 2")],
+        timeline=[
+            TimelineEntry(
+                at="2026-11-26T11:00:00+00:00", kind="reply", summary="customer replied by sms: awaiting_date"
+            ),
+            TimelineEntry(
+                at="2026-11-26T11:06:00+00:00",
+                kind="instruction",
+                summary="reschedule sent to generic: accepted",
+            ),
+            TimelineEntry(
+                at="2026-11-26T11:07:00+00:00",
+                kind="attention",
+                summary="needs attention: carrier_did_not_act",
+            ),
+            TimelineEntry(
+                at="2026-11-26T11:08:00+00:00", kind="agent_action", summary="priya#1: note (called)"
+            ),
+        ],
         ndr_cases=[
             {
                 "attempt": 1,
                 "responses": [
                     {"at": "2026-11-26T11:00:00+00:00", "channel": "sms", "kind": "choice", "text": "2"},
-                    {
-                        "at": "2026-11-26T11:05:00+00:00",
-                        "channel": "sms",
-                        "kind": "date",
-                        "text": "Saturday",
-                        "requested_date": "2026-11-28",
-                    },
+                    {"at": "2026-11-26T11:05:00+00:00", "channel": "sms", "kind": "date", "text": "Saturday"},
                 ],
-                "instructions": [],
+                "instructions": [
+                    {
+                        "seq": 1,
+                        "action": "reschedule",
+                        "status": "accepted",
+                        "decided_at": "2026-11-26T11:05:00+00:00",
+                    }
+                ],
             }
         ],
     )
-    items = build_timeline(st)
-    assert [(i["kind"], i["source"]) for i in items] == [("reply", "workflow"), ("reply", "ndr_case")]
-    assert (
-        items[1]["summary"] == "customer replied by sms: date 2026-11-28" and items[1]["text"] == "Saturday"
-    )
+    t = datetime(2026, 11, 26, 11, 8, 1, tzinfo=UTC)
+    actions = [
+        AgentActionRecord(
+            action_id="ok",
+            shipment_id="shp_1",
+            agent="priya#1",
+            action="note",
+            reason="called",
+            status="accepted",
+            requested_at=t,
+        ),
+        AgentActionRecord(
+            action_id="no",
+            shipment_id="shp_1",
+            agent="priya#1",
+            action="rto",
+            reason="asked",
+            status="rejected",
+            detail="case closed",
+            requested_at=t,
+        ),
+    ]
+    attention = [
+        AttentionRecord(
+            shipment_id="shp_1",
+            reason="carrier_did_not_act",
+            raised_at=datetime(2026, 11, 26, 11, 7, 0, 5, tzinfo=UTC),
+        )
+    ]
+    items = build_timeline(st, actions=actions, attention=attention)
+    assert [(i["kind"], i["source"]) for i in items] == [
+        ("reply", "workflow"),
+        ("instruction", "workflow"),
+        ("attention", "workflow"),
+        ("agent_action", "workflow"),
+        ("agent_action", "audit"),  # refused: only the audit knows
+    ]
+    assert items[-1]["action_id"] == "no" and "case closed" in items[-1]["summary"]
 
 
 def test_audit_and_attention_rows_and_no_contact_details() -> None:

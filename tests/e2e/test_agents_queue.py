@@ -165,14 +165,27 @@ async def test_timeline_and_an_action_on_a_real_shipment_workflow(tmp_path: Path
         other = st.make_key("merchant", merchant_id="globex")
         assert (await st.http.get(f"/v1/shipments/{sid}/timeline", headers=st.auth(other))).status_code == 404
 
-        # Whatever the workflow answers, the API answers with a 2xx/4xx matching the audit row.
+        # An action is one Update on the real workflow: accepted, audited, in the timeline once.
         r = await st.http.post(
             f"/v1/shipments/{sid}/actions",
             json={"action": "note", "reason": "called the customer"},
             headers={**st.auth(st.agent_key), "Idempotency-Key": "e2e-note-1"},
         )
-        assert r.status_code in (200, 409, 422), r.text
+        assert r.status_code == 200 and r.json()["accepted"], r.text
+        # Refused by the workflow's validator (nothing to resolve): 409, audited, shown.
+        r2 = await st.http.post(
+            f"/v1/shipments/{sid}/actions",
+            json={"action": "resolve", "reason": "looks fine"},
+            headers={**st.auth(st.agent_key), "Idempotency-Key": "e2e-resolve-1"},
+        )
+        assert r2.status_code == 409 and "nothing to resolve" in r2.json()["detail"]
         with Session(st.engine) as s:
-            rec = agent_store.get_action(s, action_id="e2e-note-1")
-        assert rec is not None and rec.http_status == r.status_code
-        assert rec.status == ("accepted" if r.status_code == 200 else "rejected")
+            recs = {
+                a.action_id: (a.status, a.http_status) for a in agent_store.actions_for(s, shipment_id=sid)
+            }
+        assert recs == {"e2e-note-1": ("accepted", 200), "e2e-resolve-1": ("rejected", 409)}
+        items = (await st.http.get(f"/v1/shipments/{sid}/timeline", headers=st.auth(st.agent_key))).json()[
+            "items"
+        ]
+        actions = [(i["source"], i.get("action")) for i in items if i["kind"] == "agent_action"]
+        assert actions == [("workflow", "note"), ("audit", "resolve")]
