@@ -31,7 +31,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateR
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal
-from api.schemas import normalise_phone
+from domain import phones
 from store import agents as agent_store
 from store.models import ApiKey, Shipment
 from workflows.messages import (
@@ -174,9 +174,9 @@ def normalise(body: AgentActionRequest, row: Shipment, *, now: datetime) -> dict
         if body.phone:
             region = (address.get("country") or (row.address or {}).get("country") or "IN").upper()
             try:
-                params["phone"] = normalise_phone(body.phone, region)
+                params["phone"] = phones.normalize(body.phone, region)
             except ValueError as exc:
-                raise ActionError(422, str(exc).replace("customer.phone", "phone")) from None
+                raise ActionError(422, f"phone: {exc}") from None
     if body.action == "snooze":
         if body.until is None:
             raise ActionError(422, "until: snooze needs a time (ISO-8601 with offset)")
