@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 from bench.shape import classify_activity
@@ -14,8 +13,7 @@ class ActivityLog:
         self.path = path
         self._offset = 0
         self._partial = ""
-        self.done: set[str] = set()  # workflow ids whose shipment reached `delivered`
-        self.done_by_merchant: Counter[str] = Counter()
+        self.done: dict[str, float] = {}  # workflow id → when its shipment reached `delivered`
         self.first: dict[tuple[str, str], float] = {}  # (workflow id, trigger) → first activity start
         self.by_class: dict[tuple[str, str, str], float] = {}  # (wid, trigger, class) → first start
 
@@ -41,14 +39,20 @@ class ActivityLog:
             if t < self.by_class.get(ck, float("inf")):
                 self.by_class[ck] = t
             if status == "delivered" and wid not in self.done:
-                self.done.add(wid)
-                self.done_by_merchant[merchant_of(wid)] += 1
+                self.done[wid] = t
 
-    def counts(self, merchants: list[str]) -> dict[str, int]:
+    def done_for(self, merchants: list[str]) -> dict[tuple[str, str], float]:
         self.refresh()
-        return {m: self.done_by_merchant.get(m, 0) for m in merchants}
+        wanted = set(merchants)
+        out = {}
+        for wid, t in self.done.items():
+            key = split_workflow_id(wid)
+            if key[0] in wanted:
+                out[key] = t
+        return out
 
 
-def merchant_of(workflow_id: str) -> str:
+def split_workflow_id(workflow_id: str) -> tuple[str, str]:
     """Baseline workflow ids are `bl-{merchant}-{tracking number}` (tracking numbers have no dash)."""
-    return workflow_id.removeprefix("bl-").rsplit("-", 1)[0]
+    merchant, _, tracking = workflow_id.removeprefix("bl-").rpartition("-")
+    return merchant, tracking

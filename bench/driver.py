@@ -29,7 +29,8 @@ class Target(Protocol):
     async def send(self, j: Journey, i: int, ctx: JourneyCtx) -> Sent | None: ...
 
 
-Counter_ = Callable[[list[str]], Awaitable[dict[str, int]]]
+# merchants → {(merchant, tracking number): when the system applied the journey's final scan}
+Counter_ = Callable[[list[str]], Awaitable[dict[tuple[str, str], float]]]
 
 
 @dataclass
@@ -48,8 +49,9 @@ class StepResult:
     t_end: float
     journeys: int = 0
     events: int = 0
-    completed_at_eval: int = 0
+    completed_at_eval: int = 0  # journeys done in time
     eval_at: float = 0.0
+    overshoot_p90: float | None = None
     ok: bool | None = None
 
     @property
@@ -62,7 +64,10 @@ class StepResult:
             "target_events_per_s": round(self.target_rate, 1),
             "achieved_events_per_s": round(self.achieved_rate, 1),
             "journeys": self.journeys,
-            "completed_in_time": self.completed_at_eval,
+            "done_in_time": self.completed_at_eval,
+            "overshoot_p90_s": None
+            if self.overshoot_p90 is None or self.overshoot_p90 > 1e8
+            else round(self.overshoot_p90, 2),
             "kept_up": self.ok,
         }
 
@@ -73,7 +78,8 @@ class Load:
     target: str
     started: list[Started] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
-    completions: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    completions: list[tuple[float, int]] = field(default_factory=list)  # (when polled, journeys done)
+    done: dict[tuple[str, str], float] = field(default_factory=dict)
     steps: list[StepResult] = field(default_factory=list)
     t_begin: float = 0.0
     t_load_end: float = 0.0
@@ -93,7 +99,30 @@ class Load:
         return sum(s.journey.events for s in self.started)
 
     def completed(self) -> int:
-        return sum(self.completions[-1][1].values()) if self.completions else 0
+        return len(self.done)
+
+    def overshoots(self, label: str | None = None) -> list[float | None]:
+        """Per journey (of one step, or all): how much later than planned its final scan was
+        applied (seconds; None = not done). Includes slow API calls, which push every later
+        step back, and the time the system took to apply the last scan."""
+        out: list[float | None] = []
+        for s in self.started:
+            if label is not None and s.label != label:
+                continue
+            j = s.journey
+            done = self.done.get((j.merchant_id, j.tracking_number))
+            out.append(None if done is None else done - (s.t_wall + j.steps[j.final_step].at))
+        return out
+
+    def apply_lags(self) -> list[float]:
+        """Final scan accepted (call returned) → applied by the workflow, seconds."""
+        final_sent = {}
+        by_index = {s.journey.index: s.journey for s in self.started}
+        for x in self.sent:
+            j = by_index.get(x.journey)
+            if j is not None and x.step == j.final_step and x.ok:
+                final_sent[(j.merchant_id, j.tracking_number)] = x.t_done
+        return [max(0.0, self.done[k] - t) for k, t in final_sent.items() if k in self.done]
 
 
 class Driver:
@@ -167,6 +196,7 @@ class Driver:
         duration: float,
         label: str,
         max_in_flight: int = 4000,
+        stop: asyncio.Event | None = None,
     ) -> tuple[StepResult, int]:
         """Start journeys at `rate` events/s for `duration` s. Returns the step and next index."""
         loop = asyncio.get_running_loop()
@@ -181,7 +211,7 @@ class Driver:
         pending = factory.make(index)
         while True:
             now = loop.time()
-            if now - start >= duration:
+            if now - start >= duration or (stop is not None and stop.is_set()):
                 break
             tokens += (now - last) * rate
             last = now
@@ -222,9 +252,9 @@ class Driver:
                 merchants = load.merchants()
                 if merchants:
                     try:
-                        counts = await self.counter(merchants)
-                        load.completions.append((time.time(), counts))
-                    except Exception:  # noqa: BLE001 - a busy server misses one sample
+                        load.done.update(await self.counter(merchants))
+                        load.completions.append((time.time(), len(load.done)))
+                    except Exception:  # noqa: BLE001 - a busy store misses one sample
                         pass
                 if self.on_tick:
                     self.on_tick(load, "")
@@ -238,7 +268,8 @@ class Driver:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             with contextlib.suppress(Exception):
-                load.completions.append((time.time(), await self.counter(load.merchants())))
+                load.done.update(await self.counter(load.merchants()))
+                load.completions.append((time.time(), len(load.done)))
 
     async def drain(self, load: Load, timeout: float) -> bool:
         """Wait for every journey's steps to be sent and every journey to be done."""
@@ -264,19 +295,10 @@ class Driver:
                 await t
 
 
-def completed_by(load: Load, merchant: str, when: float) -> int:
-    best = 0
-    for t, counts in load.completions:
-        if t <= when:
-            best = max(best, counts.get(merchant, 0))
-    return best
-
-
-def completion_rate(load: Load, t_from: float, t_to: float, events_per_journey: dict[str, float]) -> float:
-    """Journey events completed per second between two times (event-weighted per merchant)."""
+def completion_rate(load: Load, t_from: float, t_to: float) -> float:
+    """Journey events whose journey was completed between two times, per second."""
     if t_to <= t_from:
         return 0.0
-    total = 0.0
-    for m, epj in events_per_journey.items():
-        total += (completed_by(load, m, t_to) - completed_by(load, m, t_from)) * epj
+    events = {(s.journey.merchant_id, s.journey.tracking_number): s.journey.events for s in load.started}
+    total = sum(events.get(k, 0) for k, t in load.done.items() if t_from <= t < t_to)
     return total / (t_to - t_from)

@@ -254,6 +254,15 @@ class Journey:
     def final_status(self) -> str:
         return "delivered"
 
+    @property
+    def final_step(self) -> int:
+        """Index of the push that completes the journey (its delivered scan, first delivery)."""
+        return next(
+            i
+            for i, s in enumerate(self.steps)
+            if s.scan is not None and s.scan.milestone == "delivered" and not s.duplicate
+        )
+
     def registration_body(self) -> dict[str, Any]:
         c = self.customer
         return {

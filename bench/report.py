@@ -176,27 +176,36 @@ def plot(series: dict[str, Any], path: Path | None = None) -> Path | None:
     fig, axes = plt.subplots(3, 1, figsize=(12, 10), sharex=True)
     ax1, ax2, ax3 = axes
     colors = {"pipeline": "tab:blue", "baseline": "tab:orange"}
+    labelled: set[str] = set()
     for name, ph in series.get("phases", {}).items():
         c = colors.get(ph["target"], "gray")
-        ax1.axvspan(ph["t0"], ph["t1"], color=c, alpha=0.06)
-        ax1.text(ph["t0"], 1.0, name, transform=ax1.get_xaxis_transform(), fontsize=8, va="top")
-        for ax in (ax2, ax3):
+        for ax in axes:
             ax.axvspan(ph["t0"], ph["t1"], color=c, alpha=0.06)
-    for target in ("pipeline", "baseline"):
-        off = series.get(f"{target}_offered", [])
-        done = series.get(f"{target}_completed", [])
-        if off:
-            ax1.plot(
-                [p[0] for p in off],
-                [p[1] for p in off],
-                color=colors[target],
-                linestyle=":",
-                label=f"{target}: offered",
-            )
-        if done:
-            ax1.plot(
-                [p[0] for p in done], [p[1] for p in done], color=colors[target], label=f"{target}: completed"
-            )
+        ax1.text(ph["t0"], 1.0, f" {name}", transform=ax1.get_xaxis_transform(), fontsize=8, va="top")
+        for key, style, what in (("offered", ":", "offered"), ("completed", "-", "completed")):
+            pts = ph.get(key) or []
+            label = f"{ph['target']}: {what}"
+            if pts:
+                ax1.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    color=c,
+                    linestyle=style,
+                    label=None if label in labelled else label,
+                )
+                labelled.add(label)
+        for q, style in (("call_p50", "-"), ("call_p99", "--")):
+            pts = ph.get(q) or []
+            label = f"{ph['target']} call {q[5:]}"
+            if pts:
+                ax3.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    color=c,
+                    linestyle=style,
+                    label=None if label in labelled else label,
+                )
+                labelled.add(label)
     ax1.set_ylabel("journey events/s")
     ax1.legend(loc="upper left", fontsize=8)
     ax1.set_title("Throughput (ramps to saturation, then steady at 50 % of the pipeline's maximum)")
@@ -213,17 +222,6 @@ def plot(series: dict[str, Any], path: Path | None = None) -> Path | None:
     ax2.set_yscale("log")
     ax2.legend(loc="upper left", fontsize=8)
     ax2.set_title("End-to-end latencies per event")
-    for target in ("pipeline", "baseline"):
-        for q, style in (("p50", "-"), ("p99", "--")):
-            pts = series.get(f"{target}_call_{q}", [])
-            if pts:
-                ax3.plot(
-                    [p[0] for p in pts],
-                    [p[1] for p in pts],
-                    color=colors[target],
-                    linestyle=style,
-                    label=f"{target} call {q}",
-                )
     ax3.set_ylabel("call latency (ms)")
     ax3.set_yscale("log")
     ax3.set_xlabel("seconds since start")
