@@ -51,7 +51,8 @@ class StepResult:
     events: int = 0
     completed_at_eval: int = 0  # journeys done in time
     eval_at: float = 0.0
-    overshoot_p90: float | None = None
+    call_p90: float | None = None
+    lag_p90: float | None = None
     ok: bool | None = None
 
     @property
@@ -64,10 +65,9 @@ class StepResult:
             "target_events_per_s": round(self.target_rate, 1),
             "achieved_events_per_s": round(self.achieved_rate, 1),
             "journeys": self.journeys,
-            "done_in_time": self.completed_at_eval,
-            "overshoot_p90_s": None
-            if self.overshoot_p90 is None or self.overshoot_p90 > 1e8
-            else round(self.overshoot_p90, 2),
+            "applied_in_time": self.completed_at_eval,
+            "call_p90_s": None if self.call_p90 is None else round(self.call_p90, 3),
+            "apply_lag_p90_s": None if self.lag_p90 is None else round(self.lag_p90, 3),
             "kept_up": self.ok,
         }
 

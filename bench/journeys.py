@@ -160,10 +160,10 @@ FAST = Timing(
 )
 # For calibration: slow enough that every message gets a workflow task of its own.
 SLOW = Timing(
-    gap=(1.2, 1.2),
-    reply_delay=(1.5, 1.5),
-    followup_delay=(1.5, 1.5),
-    reattempt_delay=(2.0, 2.0),
+    gap=(0.8, 0.8),
+    reply_delay=(1.2, 1.2),
+    followup_delay=(1.2, 1.2),
+    reattempt_delay=(1.2, 1.2),
     dup_delay=(0.5, 0.5),
     lag=(0.0, 0.0),
 )
