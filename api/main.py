@@ -36,10 +36,12 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.state.carrier_settings = carrier_settings or CarrierSettings()
 
     from api import errors
-    from api.routes import carriers, health, merchants
+    from api.routes import agent_pages, agents, carriers, health, merchants
 
     errors.install(app)
     app.include_router(health.router)
     app.include_router(merchants.router)
     app.include_router(carriers.router)
+    app.include_router(agents.router)
+    app.include_router(agent_pages.router)
     return app

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
 
     # Signs customer self-service links and CSRF tokens. Generated per home when unset.
     secret_key: str = ""
+    # Twilio's auth token: signs Twilio's webhooks. Without a Twilio account (local mode) one is
+    # generated per home so local Twilio-format webhooks are still signature-checked.
+    twilio_auth_token: str = ""
 
     # How long a workflow lingers after a terminal milestone (late scans, replies, agent notes).
     completion_grace_hours: float = 72.0
@@ -43,6 +46,9 @@ class Settings(BaseSettings):
     max_history_events: int = 2000
 
     max_body_bytes: int = Field(default=1024 * 1024)
+
+    # Local mode serves the fake carrier (every carrier API points at it); 0 = a free port.
+    fake_carrier_port: int = 0
 
     @property
     def effective_database_url(self) -> str:
@@ -73,7 +79,7 @@ class Settings(BaseSettings):
 
     @staticmethod
     def generated_secret_names() -> list[str]:
-        return ["secret_key"]
+        return ["secret_key", "twilio_auth_token"]
 
 
 @lru_cache

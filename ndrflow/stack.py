@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from ndrflow.config import Settings
-from ndrflow.devserver import DevServer
+from ndrflow.devserver import DevServer, port_is_free
+from ndrflow.migrate import migrate_locked
 from ndrflow.temporal import connect
-from ndrflow.worker import build_worker
-from store.db import engine_for, migrate
+from ndrflow.worker import ACTIVITY_THREADS, build_notify_worker, build_worker
+from store.db import engine_for
 
 log = logging.getLogger("ndrflow")
 
@@ -83,7 +85,9 @@ class Stack:
     # otherwise uvicorn binds settings.api_host:settings.api_port.
     api_socket: socket.socket | None = None
     run_api: bool = True
+    migrate: bool = True
     run_worker: bool = True
+    run_notify_worker: bool = True
     extra_activities: Sequence[Callable[..., Any]] = ()
     worker_options: dict[str, Any] = field(default_factory=dict)
     api_log_level: str = "info"
@@ -93,9 +97,15 @@ class Stack:
     client: Client | None = field(default=None, init=False)
     engine: Engine | None = field(default=None, init=False)
     worker: Worker | None = field(default=None, init=False)
+    notify_worker: Worker | None = field(default=None, init=False)
     server: uvicorn.Server | None = field(default=None, init=False)
+    # Local mode serves the fake carrier too and points every carrier API at it, so the whole
+    # NDR story works offline; production uses the carriers configured in the environment.
+    fake_carrier: Any = field(default=None, init=False)
+    carrier_settings: Any = field(default=None, init=False)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _lock: HomeLock | None = field(default=None, init=False)
+    _executor: ThreadPoolExecutor | None = field(default=None, init=False)
 
     @property
     def api_url(self) -> str:
@@ -122,12 +132,18 @@ class Stack:
 
     async def _start(self) -> None:
         s = self.settings
+        if self.run_api and self.api_socket is None and not port_is_free(s.api_host, s.api_port):
+            # Checked first so a busy port fails in a second, not after the dev server started.
+            raise StackError(
+                f"the API port {s.api_host}:{s.api_port} is already in use: choose another with --port"
+            )
         s.home.mkdir(parents=True, exist_ok=True)
         if s.embedded_temporal:
             self._lock = HomeLock(s.home / "ndrflow.lock")
             self._lock.acquire()
         url = s.effective_database_url
-        await asyncio.to_thread(migrate, url)
+        if self.migrate:
+            await asyncio.to_thread(migrate_locked, url)
         self.engine = engine_for(url)
 
         if s.embedded_temporal:
@@ -138,17 +154,42 @@ class Stack:
             self.client = await connect(s, address=self.devserver.address)
         else:
             self.client = await connect(s)
+            await self._check_search_attributes()
+
+        from carriers.settings import CarrierSettings
+
+        self.carrier_settings = CarrierSettings()
+        if s.embedded_temporal:
+            from carriers.fake.server import FakeCarrierServer
+
+            self.fake_carrier = FakeCarrierServer(port=s.fake_carrier_port)
+            await asyncio.to_thread(self.fake_carrier.start)
+            self.carrier_settings = self.carrier_settings.pointing_at(self.fake_carrier.url)
 
         if self.run_worker:
+            options = dict(self.worker_options)
+            threads = options.get("max_concurrent_activities", ACTIVITY_THREADS) + options.get(
+                "max_concurrent_local_activities", ACTIVITY_THREADS
+            )
+            self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity")
             self.worker = build_worker(
-                self.client, s, self.engine, extra_activities=self.extra_activities, **self.worker_options
+                self.client,
+                s,
+                self.engine,
+                extra_activities=self.extra_activities,
+                activity_executor=self._executor,
+                carrier_settings=self.carrier_settings,
+                **options,
             )
             self._tasks["worker"] = asyncio.create_task(self._run_worker(), name="ndrflow-worker")
+            if self.run_notify_worker:
+                self.notify_worker = build_notify_worker(self.client, s, self.engine)
+                self._tasks["notify-worker"] = asyncio.create_task(self._run_notify_worker(), name="ndrflow-notify-worker")
 
         if self.run_api:
             from api.main import create_app
 
-            app = create_app(s, temporal=self.client)
+            app = create_app(s, temporal=self.client, carrier_settings=self.carrier_settings)
             config = uvicorn.Config(
                 app,
                 host=s.api_host,
@@ -170,12 +211,39 @@ class Stack:
                     self._tasks["worker"].result()
                 await asyncio.sleep(0.02)
 
+    async def _check_search_attributes(self) -> None:
+        """On an external cluster we do not register anything ourselves; say what is missing
+        (workflows would fail every task upserting an unknown attribute)."""
+        from ndrflow.temporal_setup import existing_search_attributes
+        from workflows.search import ALL_KEYS
+
+        assert self.client is not None
+        try:
+            have = await existing_search_attributes(self.client)
+        except Exception as exc:  # noqa: BLE001 - e.g. Temporal Cloud refuses the operator API
+            log.debug("cannot list search attributes: %s", exc)
+            return
+        missing = [k.name for k in ALL_KEYS if k.name not in have]
+        if missing:
+            log.warning(
+                "namespace %r lacks search attributes %s: run `ndrflow temporal setup`",
+                self.settings.temporal_namespace,
+                ", ".join(missing),
+            )
+
     async def _run_worker(self) -> None:
         assert self.worker is not None
         try:
             await self.worker.run()
         except Exception as exc:
             raise StackError(f"the worker stopped: {exc}") from exc
+
+    async def _run_notify_worker(self) -> None:
+        assert self.notify_worker is not None
+        try:
+            await self.notify_worker.run()
+        except Exception as exc:
+            raise StackError(f"the notify worker stopped: {exc}") from exc
 
     async def _run_api(self) -> None:
         assert self.server is not None
@@ -214,6 +282,20 @@ class Stack:
                 errors.append(exc)
         if worker is not None:
             errors += await _finish(worker, timeout=5)
+        notify = self._tasks.pop("notify-worker", None)
+        if self.notify_worker is not None and notify is not None and not notify.done():
+            try:
+                await asyncio.wait_for(self.notify_worker.shutdown(), timeout=15)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if notify is not None:
+            errors += await _finish(notify, timeout=5)
+        if self.fake_carrier is not None:
+            await asyncio.to_thread(self.fake_carrier.stop)
+            self.fake_carrier = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
         if self.devserver is not None:
             await self.devserver.stop()
             self.devserver = None

@@ -45,6 +45,9 @@ class RegisterInput:
     registered_at: str
     # Carrier events that arrived before the registration (kept in the store until now).
     events: list[CarrierEvent] = field(default_factory=list)
+    # workflows.shipment_policy.ShipmentPolicy as a dict: the merchant's notify policy, quiet
+    # hours, NDR timing and rules, stale limits (workflows cannot read configuration).
+    policy: dict[str, Any] | None = None
 
 
 @dataclass
@@ -79,6 +82,16 @@ class ShipmentState:
     attention_since: str | None = None
     terminal_at: str | None = None  # our time when a terminal status was reached
     late_events: int = 0
+    registered_at: str | None = None  # our time
+    heard_at: str | None = None  # our time of the last carrier scan (stale-tracking check)
+    polled_at: str | None = None  # our time of the last tracking poll
+    policy: dict[str, Any] | None = None  # see RegisterInput.policy
+    deferred: list[dict[str, Any]] = field(default_factory=list)  # messages waiting for quiet hours to end
+    opted_out: list[str] = field(default_factory=list)  # channels the customer opted out of
+    snoozed_until: str | None = None
+    snoozed_reason: str | None = None
+    attention_cleared_at: str | None = None
+    agent_action_ids: list[str] = field(default_factory=list)  # applied agent actions (idempotency)
 
 
 @dataclass
@@ -87,6 +100,7 @@ class ShipmentWorkflowInput:
     # Workflows cannot read configuration, so limits travel with the input.
     completion_grace_seconds: float = 72 * 3600
     max_history_events: int = 2000
+    notify_task_queue: str = ""  # provider sends run here (rate-limited worker); "" = the workflow's queue
     state: ShipmentState | None = None  # set when continuing as new
 
 
@@ -135,6 +149,7 @@ class SendNotificationResult:
     provider_message_id: str | None = None
     error_code: str | None = None
     reason: str | None = None
+    provider: str | None = None  # twilio_sms | twilio_whatsapp | sendgrid_email | outbox
 
 
 @dataclass
@@ -145,6 +160,74 @@ class NotificationStatusInput:
     channel: str
     status: str  # "delivered" | "failed" | "undelivered" | "bounce" | "dropped" | ...
     error_code: str | None = None
+
+
+# ---- NDR (issue 5) ------------------------------------------------------------------------
+# The customer's answer to a failed delivery, as a Temporal Update named CUSTOMER_REPLY on the
+# shipment workflow. The API parses the words (domain.reply_parser) and routes them to the case
+# (api.reply_routing); the workflow's validator (workflows.ndr_policy.validate_reply) refuses
+# replies to closed cases and actions the reason does not allow before anything reaches history.
+CUSTOMER_REPLY = "customer_reply"
+
+
+@dataclass
+class CustomerReplyInput:
+    attempt: int  # the NDR attempt (case) this answers
+    channel: str  # "sms" | "whatsapp" | "email" | "web"
+    received_at: str  # ISO-8601 UTC, when we received it
+    kind: str  # domain.reply_parser.KINDS: choice | date | address | phone | rto | opt_out | opt_in | dispute | case_ref | unclear
+    action: str | None = None  # NdrAction value; None for opt-outs, unclear replies and not-allowed actions
+    requested_date: str | None = None  # YYYY-MM-DD
+    phone: str | None = None  # E.164
+    address: dict[str, Any] | None = None  # {"line1", "landmark", "postal_code", ...}
+    time_hint: str | None = None  # "after 17:00", "morning", ... (goes to the carrier as a comment)
+    text: str = ""  # the customer's words: timeline and fake-attempt evidence (encrypted by the codec)
+    confidence: float = 1.0
+    problem_code: str | None = None  # date_in_past | date_too_soon | date_too_far | action_not_allowed
+    problem: str | None = None
+    case_ref: str | None = None
+    message_id: str | None = None  # provider message id or page submission id: a retried webhook is applied once
+
+
+@dataclass
+class CustomerReplyResult:
+    accepted: bool
+    outcome: str  # workflows.ndr_policy.OUTCOMES
+    state: str  # the case state afterwards
+    notify: str | None = None  # purpose of the answer the workflow sends the customer (None: none)
+    action: str | None = None  # the decided action, when the reply decided the case
+    requested_date: str | None = None
+    detail: str = ""
+    duplicate: bool = False  # the same message_id was applied before; nothing changed
+
+
+# Reply routes: the workflow opens one when it asks the customer and closes it when the case
+# leaves the waiting states; the activity looks the contact details up in the store itself.
+OPEN_REPLY_ROUTE = "open_reply_route"
+CLOSE_REPLY_ROUTE = "close_reply_route"
+
+
+@dataclass
+class OpenReplyRouteInput:
+    shipment_id: str
+    attempt: int
+
+
+@dataclass
+class OpenReplyRouteResult:
+    ref: str  # the case's short reference code (NdrCase.ref; goes into messages: "reply K7QM 2")
+    reply_to: str = ""  # per-case inbound email address, "" when no inbound domain is configured
+
+
+@dataclass
+class CloseReplyRouteInput:
+    shipment_id: str
+    attempt: int | None = None  # None: every open route of the shipment (terminal milestone)
+
+# Signal name the provider webhooks use for NotificationStatusInput (api/routes/provider_webhooks.py).
+NOTIFICATION_STATUS_SIGNAL = "notification_status"
+# Activity returning the merchant's workflows.notify_policy.MerchantPolicy (quiet hours resolved).
+GET_NOTIFY_POLICY = "get_notify_policy"
 
 
 # ---- support agents (issue 6) --------------------------------------------------------------
@@ -175,3 +258,42 @@ class AgentActionResult:
     needs_attention: bool = False
     attention_reason: str | None = None
     duplicate: bool = False
+
+
+# ApplicationError type for an agent action the validator refuses because of its input (missing
+# or malformed field, date outside the carrier's window): the API answers 422. Any other refusal
+# (case closed, nothing to resolve, ...) is answered 409. Both carry the validator's message.
+INVALID_AGENT_ACTION = "InvalidAgentAction"
+
+# What an agent's queue is filtered on: the values the workflow puts in the AttentionReason search
+# attribute (and in RecordAttentionInput.reason). `GET /v1/cases?reason=` refuses anything else;
+# the dashboard counts each. The NDR policy (workflows/ndr_policy.py) raises the ones it owns.
+ATTENTION_REASONS = (
+    "no_tracking_update",  # no carrier scan for too long at the current milestone (detail: which, how long)
+    "reply_window_passed",  # the customer's reply window closed without a decision
+    "carrier_rejected",  # the carrier refused the instruction (4xx)
+    "carrier_unreachable",  # the instruction failed after every retry (5xx, timeouts)
+    "carrier_did_not_act",  # no out-for-delivery / delivered scan by the agreed date + grace
+    "channels_failed",  # every channel failed to reach the customer
+    "unparsed_replies",  # two replies the parser could not understand
+    "suspected_fake_attempt",  # "I was home, nobody came" on a customer_unavailable attempt
+    "customer_disputes_attempt",  # the customer disputes an attempt on another reason
+    "ndr_rule_review",  # a merchant rule asked a person to review the decision
+    "activity_failing",  # an activity keeps failing (store, provider, carrier adapter)
+)
+
+RECORD_ATTENTION = "record_attention"
+
+
+@dataclass
+class RecordAttentionInput:
+    """The workflow raised or cleared its attention flag; the activity mirrors it into the store
+    (attention_records). Idempotent: a raise is keyed by (shipment_id, reason, at), a clear closes
+    whatever is open at `at`, so retries and replays change nothing twice."""
+
+    shipment_id: str
+    reason: str  # one of ATTENTION_REASONS (when clearing: the reason being cleared, "" for any)
+    raised: bool  # True: raised; False: cleared (resolved by an agent, or the cause went away)
+    at: str  # ISO UTC, workflow.now() when it was raised / cleared
+    detail: str = ""  # what the agent needs to know, no personal data (e.g. "in_transit for 73 h")
+    by: str = ""  # who cleared it: "agent:<name>", "workflow" (cause gone), "" on raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -15,13 +16,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import MerchantAuth, MerchantOrAgentAuth, SessionDep, SettingsDep, TemporalDep
 from api.schemas import ShipmentCreate, ShipmentCreated, ShipmentView
+from channels.settings import ChannelSettings
 from domain.events import normalise_time
+from ndrflow.ndr_settings import get_ndr_settings
 from store import crud
 from store.models import Shipment
 from workflows import search
 from workflows.ids import shipment_id_for, shipment_workflow_id
 from workflows.messages import RegisterInput, ShipmentProfile, ShipmentState, ShipmentWorkflowInput
+from workflows.ndr_policy import NdrPolicy
 from workflows.shipment import ShipmentWorkflow
+from workflows.shipment_policy import ShipmentPolicy, policy_dict
 
 router = APIRouter(prefix="/v1/shipments", tags=["merchants"])
 
@@ -75,6 +80,7 @@ async def register_shipment(
             profile=profile_for(stored),
             registered_at=normalise_time(datetime.now(UTC)),
             events=[crud.event_from_row(r) for r in pending],
+            policy=policy_dict(shipment_policy_for(stored.merchant_id, request_settings=settings)),
         ),
     )
     crud.mark_delivered(session, rows=pending, shipment_id=stored.shipment_id)
@@ -178,6 +184,7 @@ async def start_or_signal(temporal: Any, settings: Any, row: Shipment, signal: s
                 shipment_id=row.shipment_id,
                 completion_grace_seconds=settings.completion_grace_hours * 3600,
                 max_history_events=settings.max_history_events,
+                notify_task_queue=channel_settings().notify_task_queue,
             ),
             id=row.workflow_id,
             task_queue=settings.temporal_task_queue,
@@ -192,3 +199,21 @@ async def start_or_signal(temporal: Any, settings: Any, row: Shipment, signal: s
 
 class WorkflowClosed(Exception):
     pass
+
+
+@lru_cache
+def channel_settings() -> ChannelSettings:
+    return ChannelSettings()
+
+
+def shipment_policy_for(merchant_id: str, *, request_settings: Any = None) -> ShipmentPolicy:
+    """The snapshot a new shipment's workflow decides by (see workflows/shipment_policy.py)."""
+    notify = channel_settings().policy_for(merchant_id)
+    ndr_settings = get_ndr_settings()
+    quiet = notify.quiet_hours or ""
+    return ShipmentPolicy(
+        notify=notify,
+        quiet_hours=quiet,
+        ndr=NdrPolicy(quiet_hours=quiet, max_days=ndr_settings.reattempt_max_days),
+        ndr_rules=ndr_settings.rules_for(merchant_id),
+    )
