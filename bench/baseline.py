@@ -60,6 +60,11 @@ RANK = {
 }
 
 
+def notify_queue(task_queue: str) -> str:
+    """The baseline's twin of ndrflow's rate-limited provider queue (NDRFLOW_NOTIFY_TASK_QUEUE)."""
+    return f"{task_queue}-notify"
+
+
 @dataclass
 class BaselineInput:
     shipment_id: str
@@ -167,7 +172,12 @@ class BaselineShipmentWorkflow:
                     await asyncio.gather(
                         *(
                             workflow.execute_activity(
-                                ACTIVITY, self._arg(key, c[1]), start_to_close_timeout=TIMEOUT
+                                ACTIVITY,
+                                self._arg(key, c[1]),
+                                start_to_close_timeout=TIMEOUT,
+                                task_queue=notify_queue(workflow.info().task_queue)
+                                if c[3:] == ["notify"]
+                                else None,
                             )
                             for c in group
                         )
@@ -218,7 +228,9 @@ class BaselineShipmentWorkflow:
 
 
 # ---- the worker process -------------------------------------------------------------------------
-async def serve(address: str, namespace: str, task_queue: str, plans_path: str, log_path: str) -> None:
+async def serve(
+    address: str, namespace: str, task_queue: str, plans_path: str, log_path: str, notify_per_second: float
+) -> None:
     import json
     import signal
 
@@ -237,6 +249,15 @@ async def serve(address: str, namespace: str, task_queue: str, plans_path: str, 
         activities=[bl_activity, bl_local],
         activity_executor=activity_executor_for(options),
         **options,
+    )
+    # Like ndrflow's notify worker (activities.notify.notify_worker): its own queue, default worker
+    # options, and the server-enforced rate limit providers impose.
+    notify = Worker(
+        client,
+        task_queue=notify_queue(task_queue),
+        activities=[bl_activity],
+        activity_executor=activity_executor_for(options),
+        max_task_queue_activities_per_second=notify_per_second,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -258,7 +279,7 @@ async def serve(address: str, namespace: str, task_queue: str, plans_path: str, 
             await asyncio.sleep(0.2)
             flush()
 
-    async with worker:
+    async with worker, notify:
         task = asyncio.create_task(flusher())
         print("ready", flush=True)
         await stop.wait()
@@ -275,8 +296,9 @@ def main() -> None:
     p.add_argument("--task-queue", required=True)
     p.add_argument("--plans", required=True)
     p.add_argument("--log", required=True)
+    p.add_argument("--notify-per-second", type=float, default=10.0)
     a = p.parse_args()
-    asyncio.run(serve(a.address, a.namespace, a.task_queue, a.plans, a.log))
+    asyncio.run(serve(a.address, a.namespace, a.task_queue, a.plans, a.log, a.notify_per_second))
 
 
 if __name__ == "__main__":

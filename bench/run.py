@@ -147,6 +147,7 @@ class Run:
         self.stack: StackProcess | None = None
         self.baseline: BaselineProcess | None = None
         self.fake: Any = None
+        self.stack_fake = False
         self.client: Client | None = None
         self.http: httpx.AsyncClient | None = None
         self.engine: sa.Engine | None = None
@@ -284,6 +285,9 @@ class Run:
         )
         await self.outbox.start(st.caps.outbox)
         self.milestone_map = parsed_milestone_map()
+        with contextlib.suppress(httpx.HTTPError):
+            self.stack_fake = (await self.http.get(f"{st.fake_carrier_url}/_healthz")).status_code == 200
+        fake_url = st.fake_carrier_url if self.stack_fake else self.fake.url
         caps = st.caps
         self.details["capabilities"] = {
             "outbox": self.outbox.mode,
@@ -300,7 +304,7 @@ class Run:
                 "the outbox (GET /v1/dev/outbox or an outbox table) is not there yet: notify latencies are null and customers reply after a fixed delay"
             )
         self.console.print(
-            f"stack up in {self.elapsed():.1f}s: API {st.api_url}, Temporal {st.temporal_address}, fake carrier {self.fake.url}; "
+            f"stack up in {self.elapsed():.1f}s: API {st.api_url}, Temporal {st.temporal_address}, fake carrier {fake_url}; "
             f"outbox={self.outbox.mode}, twilio inbound={'yes' if caps.twilio_inbound else 'no'}, cases={'yes' if caps.cases else 'no'}"
         )
 
@@ -356,7 +360,7 @@ class Run:
             # Let trailing work (instructions, confirmations) land before reading histories.
             want = {j.tracking_number for j in journeys if j.kind in REPLYING_KINDS}
             deadline = time.time() + 8
-            while want and time.time() < deadline and not want <= self._instructed(want):
+            while want and time.time() < deadline and not want <= await self._instructed(want):
                 await asyncio.sleep(0.25)
             await asyncio.sleep(1.5)
         load.t_end = time.time()
@@ -384,7 +388,7 @@ class Run:
             self.note(
                 "customer replies reached the API but no update or reply signal reached the workflow in calibration: the baseline sends no replies"
             )
-        instructed = self._instructed({j.tracking_number for j in journeys})
+        instructed = await self._instructed({j.tracking_number for j in journeys})
         self.details["calibration"] = {
             "kinds": {
                 k: {
@@ -470,10 +474,19 @@ class Run:
             "baseline calibrated: history events " + ", ".join(f"{k} {v}" for k, v in lengths.items())
         )
 
-    def _instructed(self, trackings: set[str]) -> set[str]:
-        got = set()
+    async def fake_received(self) -> list[dict[str, Any]]:
+        """What the carrier side received: the fake `ndrflow up` serves in local mode (over HTTP),
+        or ours when the stack does not serve one."""
+        if self.stack_fake:
+            assert self.http and self.stack
+            r = await self.http.get(f"{self.stack.fake_carrier_url}/_received")
+            return list(r.json()) if r.status_code == 200 else []
         with self.fake.state.lock:
-            entries = list(self.fake.state.received)
+            return [e for e in self.fake.state.received if e["outcome"] in ("accepted", "rejected")]
+
+    async def _instructed(self, trackings: set[str]) -> set[str]:
+        got = set()
+        entries = await self.fake_received()
         for e in entries:
             blob = e["path"] + json.dumps(e.get("body"), default=str)
             for t in trackings:
@@ -849,11 +862,10 @@ class Run:
                     break
         return out
 
-    def reply_latencies(self, load: Load) -> tuple[list[tuple[float, float]], dict[str, int]]:
+    async def reply_latencies(self, load: Load) -> tuple[list[tuple[float, float]], dict[str, int]]:
         """(t_sent, ms): decisive customer reply posted → instruction received by the fake carrier."""
         by_j = {s.journey.index: s.journey for s in load.started}
-        with self.fake.state.lock:
-            entries = [e for e in self.fake.state.received if e["outcome"] in ("accepted", "rejected")]
+        entries = [e for e in await self.fake_received() if e.get("outcome") in ("accepted", "rejected")]
         pattern = re.compile(re.escape(f"{self.tag}ST") + r"\d{7}")
         received: dict[str, list[float]] = {}
         for e in entries:
@@ -928,7 +940,11 @@ class Run:
         try:
             await self.calibrate()
             self.baseline = await start_baseline_worker(
-                self.stack.temporal_address, self.stack.home, self.plans, f"bench-baseline-{self.tag.lower()}"
+                self.stack.temporal_address,
+                self.stack.home,
+                self.plans,
+                f"bench-baseline-{self.tag.lower()}",
+                notify_per_second=_notify_rate(),
             )
             final = [
                 c
@@ -992,7 +1008,7 @@ class Run:
     async def results(self, facts_start: dict[str, Any], pl: Load, bl: Load) -> dict[str, Any]:
         assert self.stack and self.client
         notify = await self.notify_latencies(pl)
-        reply, reply_counts = self.reply_latencies(pl)
+        reply, reply_counts = await self.reply_latencies(pl)
         bl_cls = "notification" if self.notify_activity else "first"
         bl_notify = self.baseline_latencies(bl, bl_cls)
         bl_reply = self.baseline_latencies(bl, "instruction") if self.instruct_activity else []
@@ -1130,6 +1146,17 @@ class Run:
                     len((await self.client.get_workflow_handle(bt.workflow_id(j)).fetch_history()).events)
                 )
         return statistics.median(out) if out else None
+
+
+def _notify_rate() -> float:
+    """The provider queue's rate limit `ndrflow up` runs with (the bench starts it with no
+    NDRFLOW_ overrides, so the default)."""
+    try:
+        from channels.settings import ChannelSettings
+
+        return float(ChannelSettings.model_fields["notify_max_per_second"].default)
+    except (ImportError, KeyError):
+        return 10.0
 
 
 def _final_calls(load: Load, started: list[Any]) -> dict[int, float]:

@@ -8,8 +8,10 @@ workflow issued in response, in order:
 
     ["upsert"]                      upsert search attributes
     ["la", name]                    a local activity (recorded as a marker)
-    ["act", name, group]            an activity; consecutive ones of one workflow task share a
-                                    group and run concurrently in the baseline
+    ["act", name, group, queue]     an activity; consecutive ones of one workflow task share a
+                                    group and run concurrently in the baseline; queue is "main"
+                                    (the workflow's own task queue) or "notify" (another one: the
+                                    rate-limited provider queue)
     ["timer", seconds]              a durable timer
     ["cancel_timer"]                a timer cancelled (wait_condition(timeout=...) woken early)
     ["child", workflow_type]        a child workflow
@@ -117,9 +119,12 @@ def shape_of(events: Iterable[HistoryEvent], reply_signal_names: tuple[str, ...]
     def add(cmd: list[Any]) -> None:
         shape.triggers.setdefault(task_trigger, []).append(cmd)
 
+    main_queue = ""
     for ev in events:
         shape.history_length += 1
         et = ev.event_type
+        if et == E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            main_queue = ev.workflow_execution_started_event_attributes.task_queue.name
         shape.event_types[E.Name(et).removeprefix("EVENT_TYPE_")] += 1
         if et == E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             a = ev.workflow_execution_signaled_event_attributes
@@ -161,7 +166,9 @@ def shape_of(events: Iterable[HistoryEvent], reply_signal_names: tuple[str, ...]
             if et == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 if not last_cmd_was_act:
                     group += 1
-                cmd = ["act", ev.activity_task_scheduled_event_attributes.activity_type.name, group]
+                a = ev.activity_task_scheduled_event_attributes
+                queue = "main" if not a.task_queue.name or a.task_queue.name == main_queue else "notify"
+                cmd = ["act", a.activity_type.name, group, queue]
             elif et == E.EVENT_TYPE_MARKER_RECORDED:
                 m = ev.marker_recorded_event_attributes
                 if m.marker_name == "core_local_activity":

@@ -58,6 +58,7 @@ class StackProcess:
     temporal_port: int
     ui_port: int
     secrets: dict[str, str]
+    fake_carrier_port: int = 0
     database_url: str = ""
     proc: subprocess.Popen[bytes] | None = None
     keys: dict[str, str] = field(default_factory=dict)
@@ -66,6 +67,11 @@ class StackProcess:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def fake_carrier_url(self) -> str:
+        """Where `ndrflow up` serves its own fake carrier in local mode (every carrier API points there)."""
+        return f"http://127.0.0.1:{self.fake_carrier_port}"
 
     @property
     def temporal_address(self) -> str:
@@ -92,7 +98,12 @@ class StackProcess:
 
 
 def stack_env(
-    home: Path, api_port: int, fake_url: str, secrets_: dict[str, str], database_url: str = ""
+    home: Path,
+    api_port: int,
+    fake_url: str,
+    secrets_: dict[str, str],
+    database_url: str = "",
+    fake_port: int = 0,
 ) -> dict[str, str]:
     """The environment of `ndrflow up`: local mode, our secrets, every carrier API at the fake."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NDRFLOW_")}
@@ -121,6 +132,10 @@ def stack_env(
     env["NDRFLOW_DELHIVERY_UPL_POLL_INTERVAL_S"] = "0.5"
     if database_url:
         env["NDRFLOW_DATABASE_URL"] = database_url
+    if fake_port:
+        # Local mode serves a fake carrier inside `ndrflow up` and points every carrier API at it
+        # (overriding the base URLs above): pin its port so we can read what it received.
+        env["NDRFLOW_FAKE_CARRIER_PORT"] = str(fake_port)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -139,6 +154,7 @@ async def start_stack(
         temporal_port=free_port(),
         ui_port=free_port(),
         secrets=secrets_,
+        fake_carrier_port=free_port(),
         database_url=database_url,
     )
     log = (home / "ndrflow-up.log").open("wb")
@@ -162,7 +178,7 @@ async def start_stack(
     st.proc = subprocess.Popen(
         cmd,
         cwd=home,
-        env=stack_env(home, st.api_port, fake_url, secrets_, database_url),
+        env=stack_env(home, st.api_port, fake_url, secrets_, database_url, st.fake_carrier_port),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -230,7 +246,7 @@ class BaselineProcess:
 
 
 async def start_baseline_worker(
-    address: str, workdir: Path, plans: dict[str, Any], task_queue: str
+    address: str, workdir: Path, plans: dict[str, Any], task_queue: str, notify_per_second: float
 ) -> BaselineProcess:
     plans_path = workdir / "baseline-plans.json"
     plans_path.write_text(json.dumps(plans))
@@ -252,6 +268,8 @@ async def start_baseline_worker(
             str(plans_path),
             "--log",
             str(log_path),
+            "--notify-per-second",
+            str(notify_per_second),
         ],
         cwd=ROOT,
         env=env,

@@ -278,13 +278,14 @@ def _la(name: str) -> HistoryEvent:
     )
 
 
-def _act(name: str) -> HistoryEvent:
+def _act(name: str, queue: str = "ndrflow") -> HistoryEvent:
     from temporalio.api.common.v1 import ActivityType
+    from temporalio.api.taskqueue.v1 import TaskQueue
 
     return _ev(
         E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
         activity_task_scheduled_event_attributes=ActivityTaskScheduledEventAttributes(
-            activity_type=ActivityType(name=name)
+            activity_type=ActivityType(name=name), task_queue=TaskQueue(name=queue)
         ),
     )
 
@@ -298,8 +299,17 @@ def test_shape_attributes_commands_to_the_message_that_caused_them() -> None:
             accepted_request=UpdateRequest(input=UpdateInput(name="customer_reply"))
         ),
     )
+    from temporalio.api.history.v1 import WorkflowExecutionStartedEventAttributes
+    from temporalio.api.taskqueue.v1 import TaskQueue
+
+    started = _ev(
+        E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+        workflow_execution_started_event_attributes=WorkflowExecutionStartedEventAttributes(
+            task_queue=TaskQueue(name="ndrflow")
+        ),
+    )
     history = [
-        _ev(E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED),
+        started,
         _signal("register"),
         *_task(),
         _upsert(),
@@ -314,7 +324,7 @@ def test_shape_attributes_commands_to_the_message_that_caused_them() -> None:
         _ev(E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED),
         _signal("carrier_events", "delivery_failed"),
         *_task(),
-        _act("send_notification"),
+        _act("send_notification", queue="ndrflow-notify"),
         timer,
         *_task(),
         update,
@@ -331,8 +341,10 @@ def test_shape_attributes_commands_to_the_message_that_caused_them() -> None:
     assert ofd[:2] == [["upsert"], ["la", "sync_read_model"]]
     # Two activities scheduled in one task share a group (they run concurrently).
     assert [c[0] for c in ofd[2:]] == ["act", "act"] and ofd[2][2] == ofd[3][2]
+    # An activity on another task queue (the rate-limited provider queue) is marked as such.
+    assert ofd[2][3] == "main"
     assert shape.triggers["signal:carrier_events:delivery_failed#1"] == [
-        ["act", "send_notification", ofd[2][2] + 2],
+        ["act", "send_notification", ofd[2][2] + 2, "notify"],
         ["timer", 7200.0],
     ]
     assert [c[0] for c in shape.triggers["update:customer_reply#1"]] == ["act", "cancel_timer"]
