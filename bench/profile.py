@@ -54,8 +54,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("asyncio event loop", "asyncio/"),
     ("threads/executor", "concurrent/futures"),
     ("threads/executor", "threading.py"),
-    ("importlib (real imports)", "importlib"),
-    ("importlib (real imports)", "<frozen"),
+    ("importlib (real imports)", "<frozen importlib"),
     ("json", "json/"),
 )
 
@@ -118,6 +117,51 @@ def summarise(collapsed: str) -> Profile:
         for a in {area_of(f) for f in frames}:
             prof.areas_inclusive[a] += n
     return prof
+
+
+SANDBOX_RUN = "workflow_sandbox/_runner.py"
+
+
+def breakdown(collapsed: str) -> dict[str, float]:
+    """Where a worker process's Python time goes, in the buckets the recommendations are about
+    (percent of samples). Outside the sandbox a sample goes to the first bucket whose marker is
+    in its stack; inside it, to imports, our workflow code, or the SDK's plumbing."""
+    outside = (
+        ("API request handling (uvicorn, FastAPI, routes, store)", ("uvicorn/", "starlette/", "fastapi/")),
+        ("notify activity (thread)", ("activities/notify",)),
+        ("read-model local activity (thread)", ("activities/readmodel",)),
+        ("carrier instruction activity (thread)", ("activities/instruct",)),
+        ("other activities (thread)", ("/activities/", "bl_activity", "bl_local")),
+        ("workflow worker outside the sandbox", ("temporalio/worker/_workflow", "workflow_sandbox")),
+        ("activity worker plumbing", ("temporalio/worker/_activity",)),
+        ("fake carrier (local mode)", ("carriers/fake",)),
+    )
+    total = 0
+    out: Counter[str] = Counter()
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        idx = next((k for k, f in enumerate(frames) if "_run_code" in f and SANDBOX_RUN in f), None)
+        if idx is None:
+            bucket = next(
+                (name for name, marks in outside if any(m in f for f in frames for m in marks)), None
+            )
+            out[bucket or "other (event loop, thread hand-offs)"] += n
+            continue
+        rest = frames[idx + 1 :]
+        if any("importlib" in f or "_importer" in f for f in rest):
+            out["sandbox: module imports for a new run"] += n
+        elif any("/workflows/" in f or "/domain/" in f for f in rest):
+            out["sandbox: our workflow code (workflows/, domain/)"] += n
+        elif any("converter" in f for f in rest):
+            out["sandbox: payload conversion"] += n
+        else:
+            out["sandbox: workflow instance plumbing"] += n
+    return {k: round(100 * v / max(1, total), 1) for k, v in out.most_common()}
 
 
 def py_spy() -> str | None:

@@ -23,7 +23,7 @@ from temporalio.api.update.v1 import Input as UpdateInput
 from temporalio.api.update.v1 import Request as UpdateRequest
 
 from bench.journeys import DAY_NAMES, FAST, KINDS, REPLYING_KINDS, JourneyFactory, Mix, summarize
-from bench.profile import summarise
+from bench.profile import breakdown, summarise
 from bench.report import evaluate_targets, percentile
 from bench.run import _extrapolate_rss
 from bench.shape import classify_activity, lookup, shape_of, trigger_key
@@ -407,6 +407,14 @@ def test_rss_extrapolation_stops_growing_at_the_workflow_cache() -> None:
     assert _extrapolate_rss([(50, 150.0)], 10_000, 1000) == 150.0
 
 
+def test_rss_extrapolation_follows_growth_past_the_cache() -> None:
+    # Measured past the cache and still growing 0.07 MB per shipment: a line, not a plateau.
+    points = [(n, 150 + 0.07 * n) for n in range(1200, 2600, 100)]
+    assert _extrapolate_rss(points, 10_000, 1000) == pytest.approx(850.0)
+    # Never below what was measured.
+    assert _extrapolate_rss([(1500, 400.0)] * 6, 10_000, 1000) == 400.0
+
+
 def test_targets_are_judged_only_when_measured() -> None:
     r = {
         "ratio": 0.85,
@@ -426,7 +434,8 @@ def test_targets_are_judged_only_when_measured() -> None:
 def test_profile_summary_by_function_and_area() -> None:
     collapsed = "\n".join(
         [
-            "run (temporalio/worker/_workflow.py:10);_import (temporalio/worker/workflow_sandbox/_importer.py:5) 30",
+            "run (temporalio/worker/_workflow.py:10);_run_code (temporalio/worker/workflow_sandbox/_runner.py:1);"
+            "_import (temporalio/worker/workflow_sandbox/_importer.py:5) 30",
             "serve (uvicorn/server.py:1);carrier_events (/work/x/api/routes/carriers.py:40) 10",
             "run (temporalio/worker/_workflow.py:10) 10",
         ]
@@ -434,6 +443,10 @@ def test_profile_summary_by_function_and_area() -> None:
     p = summarise(collapsed).top(5)
     assert p["samples"] == 50
     assert p["self_pct"][0] == ("_import (temporalio/worker/workflow_sandbox/_importer.py)", 60.0)
+    where = breakdown(collapsed)
+    assert where["workflow worker outside the sandbox"] == 20.0
+    assert where["sandbox: module imports for a new run"] == 60.0
+    assert where["API request handling (uvicorn, FastAPI, routes, store)"] == 20.0
     areas = dict(p["areas_inclusive_pct"])
     assert areas["sandbox: module import/restore"] == 60.0
     assert areas["API routes (our code)"] == 20.0
