@@ -95,20 +95,20 @@ class Config:
     def ramp(self) -> dict[str, float]:
         if self.quick:
             return {
-                "step_s": 4.0,
+                "step_s": 3.5,
                 "factor": 1.5,
-                "max_steps": 8,
-                "r0_pipeline": 10,
-                "r0_baseline": 10,
+                "max_steps": 9,
+                "r0_pipeline": 6,
+                "r0_baseline": 6,
                 "budget": 30,
                 "drain": 12,
             }
         return {
             "step_s": 8.0,
-            "factor": 1.3,
-            "max_steps": 14,
-            "r0_pipeline": 10,
-            "r0_baseline": 10,
+            "factor": 1.25,
+            "max_steps": 16,
+            "r0_pipeline": 6,
+            "r0_baseline": 6,
             "budget": 100,
             "drain": 40,
         }
