@@ -18,6 +18,7 @@ without cross-workflow signalling. Its rules are in workflows/ndr_policy.py.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -93,6 +94,13 @@ class ShipmentWorkflow:
         self._dirty = False
         self._policy: ShipmentPolicy | None = None
         self._notify_queue = ""
+        self._timer: asyncio.Future[None] | None = None
+        self._timer_at: datetime | None = None
+        self._timer_fired = False
+        # What was last written to search attributes and the read model: unchanged values are
+        # not written again (each write is a history event).
+        self._published: dict[str, Any] = {}
+        self._synced: tuple[Any, ...] | None = None
 
     # ---- messages -----------------------------------------------------------------------
     @workflow.signal
@@ -192,12 +200,9 @@ class ShipmentWorkflow:
         grace = timedelta(seconds=inp.completion_grace_seconds)
 
         while True:
-            wake = self._next_wakeup(grace)
-            timeout = max(wake - workflow.now(), timedelta(seconds=1)) if wake else None
-            try:
-                await workflow.wait_condition(lambda: bool(self._pending) or bool(self._effects) or self._dirty, timeout=timeout)
-            except TimeoutError:
-                pass
+            self._arm_timer(self._next_wakeup(grace))
+            await workflow.wait_condition(lambda: bool(self._pending) or bool(self._effects) or self._dirty or self._timer_fired)
+            self._timer_fired = False
             await self._apply_pending()
             await self._run_timers()
             await self._run_effects()
@@ -219,6 +224,29 @@ class ShipmentWorkflow:
 
     def _busy(self) -> bool:
         return bool(self._pending or self._effects)
+
+    def _arm_timer(self, wake: datetime | None) -> None:
+        """One durable timer for the earliest deadline, kept across messages: re-arming on every
+        signal would add a start and a cancel event to history each time. A later deadline waits
+        for the running timer (which then wakes the loop once, harmlessly); only an earlier one
+        replaces it."""
+        if wake is None:
+            return
+        running = self._timer is not None and not self._timer.done()
+        if running and self._timer_at is not None and self._timer_at <= wake:
+            return
+        if running:
+            assert self._timer is not None
+            self._timer.cancel()
+        self._timer_at = wake
+        self._timer = asyncio.ensure_future(self._sleep_until(wake))
+
+    async def _sleep_until(self, wake: datetime) -> None:
+        try:
+            await workflow.sleep(max(wake - workflow.now(), timedelta(seconds=1)))
+        except asyncio.CancelledError:
+            return
+        self._timer_fired = True
 
     # ---- carrier events -----------------------------------------------------------------
     async def _apply_pending(self) -> None:
@@ -713,11 +741,20 @@ class ShipmentWorkflow:
     def _publish(self) -> None:
         st = self._st()
         st.timeline.sort(key=lambda t: t.at)
-        workflow.upsert_search_attributes(search.updates_for(st))
+        changed = [u for u in search.updates_for(st) if self._published.get(u.key.name, _UNSET) != u.value]
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._published.update({u.key.name: u.value for u in changed})
 
     async def _sync_read_model(self, *, closed: bool) -> None:
         st = self._st()
         case = ndr.current_case(st.ndr_cases)
+        # last_event_at is written by the API as events arrive; the workflow syncs what only it
+        # knows, and only when it changed.
+        synced = (st.status, case.state if case else None, st.needs_attention, st.attention_reason, closed)
+        if synced == self._synced:
+            return
+        self._synced = synced
         await workflow.execute_local_activity(
             SYNC_READ_MODEL,
             SyncReadModelInput(
@@ -749,6 +786,8 @@ class ShipmentWorkflow:
             self.state = ShipmentState(shipment_id=shipment_id or shipment_id_from_workflow_id(workflow.info().workflow_id))
         return self.state
 
+
+_UNSET = object()
 
 # Attention reasons raised by the workflow itself (the NDR ones come from workflows/ndr_policy.py).
 ATTN_STALE = "no_tracking_update"

@@ -85,6 +85,8 @@ async def accept_events(session, temporal, settings, carrier: str, events: list[
             pending += len(items)
             continue
         rows = [r for r, _ in items]
+        # Hand the connection back to the pool before waiting on Temporal.
+        session.commit()
         try:
             await start_or_signal(
                 temporal,
@@ -96,4 +98,5 @@ async def accept_events(session, temporal, settings, carrier: str, events: list[
         except WorkflowClosed:
             pass  # the shipment's workflow finished long ago: the event stays in the log only
         crud.mark_delivered(session, rows=rows, shipment_id=shipment.shipment_id)
+        crud.touch_last_event(session, shipment_id=shipment.shipment_id, occurred_at=max(e.occurred_at for _, e in items))
     return EventsAccepted(accepted=len(events) - duplicates, duplicates=duplicates, pending_registration=pending, unknown_codes=unknown)

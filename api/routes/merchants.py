@@ -78,15 +78,17 @@ async def register_shipment(
     # Events that arrived before this registration travel with it; marked delivered only after
     # the signal succeeded, so a failure here is retried by the merchant's retry.
     pending = crud.undelivered_events(session, carrier=stored.carrier, tracking_number=stored.tracking_number)
+    profile, events = profile_for(stored), [crud.event_from_row(r) for r in pending]
+    session.commit()  # hand the connection back to the pool before waiting on Temporal
     await start_or_signal(
         temporal,
         settings,
         stored,
         "register",
         RegisterInput(
-            profile=profile_for(stored),
+            profile=profile,
             registered_at=normalise_time(datetime.now(UTC)),
-            events=[crud.event_from_row(r) for r in pending],
+            events=events,
             policy=policy_dict(shipment_policy_for(stored.merchant_id, request_settings=settings)),
         ),
     )
@@ -99,6 +101,7 @@ async def register_shipment(
 @router.get("/{shipment_id}", response_model=ShipmentView, responses={404: {}})
 async def get_shipment(shipment_id: str, principal: MerchantOrAgentAuth, session: SessionDep, temporal: TemporalDep) -> ShipmentView:
     row = crud.get_shipment(session, shipment_id=shipment_id)
+    session.commit()  # release the connection while we query the workflow
     # Another merchant's shipment is "not found", so ids cannot be probed.
     if row is None or (principal.scope == "merchant" and row.merchant_id != principal.merchant_id):
         raise HTTPException(404, f"shipment {shipment_id!r} not found")
