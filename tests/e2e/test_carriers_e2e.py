@@ -132,7 +132,6 @@ async def test_delhivery_failed_push_opens_case_and_instruction_reaches_carrier_
         # default rule decides at once (reattempt, and escalate: the carrier's fault).
         scan = Scan(awb, "delivery_failed", "not_attempted", occurred_at=datetime.now(UTC) - timedelta(minutes=5))
         body, headers = payloads.webhook("delhivery", scan, "s3cret")
-        assert headers["X-Delhivery-Token"] == "s3cret"
         r = await post_push(st, "delhivery", body, headers)
         assert r.status_code == 202, r.text
         assert r.json()["accepted"] == 1 and r.json()["duplicates"] == 0
@@ -262,10 +261,8 @@ async def test_bad_signature_is_refused_and_changes_nothing(tmp_path: Path) -> N
             r = await post_push(st, carrier, body, {**payloads.sign_headers(carrier, body, secret), **st.auth(st.carrier_key)})
             assert r.status_code == 403, r.text
 
-            # Nothing changed: no event logged, no unknown code counted, status and timeline as
-            # registered.
+            # Nothing changed: no event logged, status and timeline as registered.
             assert logged_events(st, tracking) == []
-            assert await unknown_codes(st, carrier) == {}
             view = await shipment(st, sid)
             assert view["status"] == "created" and carrier_events(view) == []
 
@@ -288,10 +285,13 @@ async def test_bad_signature_is_refused_and_changes_nothing(tmp_path: Path) -> N
 
 
 async def test_dropped_push_is_learned_by_polling_the_carrier_after_a_quiet_spell(tmp_path: Path) -> None:
-    async with running_stack(tmp_path, poll_after_s=3) as st:
-        quiet_from = datetime.now(UTC)
-        sids = {carrier: await register(st, carrier, f"POLL-E2E-{carrier.upper()}") for carrier in ("delhivery", "generic")}
-        for carrier in sids:
+    quiet_s = 4
+    async with running_stack(tmp_path, poll_after_s=quiet_s) as st:
+        loop = asyncio.get_running_loop()
+        registered = loop.time()
+        trackings = {carrier: f"POLL-E2E-{carrier.upper()}" for carrier in ("delhivery", "generic")}
+        sids = {carrier: await register(st, carrier, tracking) for carrier, tracking in trackings.items()}
+        for carrier, tracking in trackings.items():
             # The carrier records the scan but its push never reaches us (deliver: false).
             answer = await fake(
                 st,
@@ -299,13 +299,19 @@ async def test_dropped_push_is_learned_by_polling_the_carrier_after_a_quiet_spel
                 "/_emit",
                 json={
                     "carrier": carrier,
-                    "tracking_number": f"POLL-E2E-{carrier.upper()}",
+                    "tracking_number": tracking,
                     "milestone": "out_for_delivery",
-                    "occurred_at": (quiet_from - timedelta(minutes=10)).isoformat(),
+                    "occurred_at": (datetime.now(UTC) - timedelta(minutes=10)).isoformat(),
                     "deliver": False,
                 },
             )
             assert answer["delivered"] is False
+
+        # Not before the quiet spell: nobody asked the carrier yet (checked while well inside it;
+        # the learned-after-the-spell assertion below holds however slow the machine is).
+        if loop.time() - registered < quiet_s - 1:
+            for sid in sids.values():
+                assert (await shipment(st, sid))["status"] == "created"
 
         for carrier, sid in sids.items():
 
@@ -314,18 +320,27 @@ async def test_dropped_push_is_learned_by_polling_the_carrier_after_a_quiet_spel
                 return view if view["status"] == "out_for_delivery" else None
 
             view = await eventually(learned, timeout=30, what=f"the {carrier} scan to be learned by polling")
+            assert loop.time() - registered >= quiet_s
             [ev] = carrier_events(view)
             assert ev["milestone"] == "out_for_delivery" and ev["applied"] is True
             # It came from the tracking API, not through the events endpoint.
-            assert logged_events(st, f"POLL-E2E-{carrier.upper()}") == []
+            assert logged_events(st, trackings[carrier]) == []
             state = await st.client.get_workflow_handle(view["workflow_id"]).query(ShipmentWorkflow.state)
             assert state.polled_at is not None
-            polled_at = datetime.fromisoformat(state.polled_at)
-            # Only after the configured quiet spell (3 s) since registration.
-            assert polled_at >= quiet_from + timedelta(seconds=3)
+            # The policy snapshot the workflow decides by carries the configured interval.
+            assert state.policy is not None and state.policy["poll_after_s"] == quiet_s
 
-        # The policy snapshot each shipment decides by carries the configured interval.
-        assert state.policy is not None and state.policy["poll_after_s"] == 3.0
+        # The push that was dropped arrives after all (Delhivery's one retry): a duplicate of the
+        # polled scan, nothing changes.
+        tracking = trackings["delhivery"]
+        scans = st.fake_state.scans[("delhivery", tracking)]
+        body, headers = payloads.webhook("delhivery", scans[0], "")
+        r = await st.http.post(
+            "/v1/carriers/delhivery/events", content=body, headers={**headers, **st.auth(st.make_key("carrier", carrier="delhivery"))}
+        )
+        assert r.status_code == 202, r.text
+        await asyncio.sleep(1)
+        assert len(carrier_events(await shipment(st, sids["delhivery"]))) == 1
 
 
 # --- 5. Unknown carrier codes are counted for agents -----------------------------------------------
