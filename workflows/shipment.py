@@ -560,6 +560,13 @@ class ShipmentWorkflow:
         if st.profile is None:
             # Events before registration: nobody to tell yet (the registration brings the profile).
             return
+        if (case_attempt is not None and purpose.startswith("ndr") and not notify.still_true(purpose, st.status)
+                and workflow.patched(PATCH_MOOT_NDR_EFFECTS)):
+            # A catch-up batch (poll, events waiting for registration) opened the case and then
+            # moved past it: no question about a failed delivery for a parcel already delivered.
+            self._timeline(normalise_time(workflow.now()), "notification", f"{purpose} not sent: the shipment is {st.status}",
+                           purpose=purpose, attempt=case_attempt)
+            return
         # Built now, not when queued: the case's reference code arrives with its reply route.
         case = ndr.find_case(st.ndr_cases, case_attempt) if case_attempt is not None else None
         context = ndr_context(case) if case is not None else {}
@@ -644,6 +651,16 @@ class ShipmentWorkflow:
         prof = st.profile
         case = ndr.find_case(st.ndr_cases, attempt)
         if case is None or prof is None:
+            return
+        moot = _moot_instruction(case, seq)
+        if moot and workflow.patched(PATCH_MOOT_NDR_EFFECTS):
+            # Decided and overtaken in the same catch-up batch: the carrier never hears of it.
+            for ins in case.instructions:
+                if ins["seq"] == seq:
+                    ins.update(status="not_sent", detail=moot, answered_at=normalise_time(workflow.now()))
+            ndr.store_case(st.ndr_cases, case)
+            self._timeline(normalise_time(workflow.now()), "instruction", f"{instruction.action} not sent to {prof.carrier}: {moot}",
+                           attempt=attempt, action=instruction.action, status="not_sent")
             return
         inp = SendInstructionInput(
             shipment_id=st.shipment_id,
@@ -793,6 +810,32 @@ _UNSET = object()
 ATTN_STALE = "no_tracking_update"
 ATTN_CHANNELS = "channels_failed"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
+
+
+# Effects decided inside a batch of events that the rest of the batch made moot are dropped
+# (replay-safe: histories recorded before this change still replay the old way).
+PATCH_MOOT_NDR_EFFECTS = "moot-ndr-effects-in-catch-up-batch"
+
+
+def _moot_instruction(case: ndr.NdrCase, seq: int) -> str | None:
+    """Why an instruction that has not left yet should not be sent, or None.
+
+    Events reaching the workflow together (a tracking poll after a quiet spell, events waiting
+    for the registration, pushes that arrived while it was busy) are applied in carrier-time
+    order: a failed attempt can open a case and the merchant's rule decide, and a later scan in
+    the same batch then show the carrier delivered (case closed) or went out again on its own.
+    Telling the carrier to reattempt a delivered parcel is wrong, and Delhivery-like carriers
+    reject an NDR action for a package no longer pending, which would page an agent for nothing.
+    An agent's or customer's instruction is kept when the carrier merely went out again: it may
+    carry a new address or phone."""
+    ins = next((i for i in case.instructions if i["seq"] == seq), None)
+    if ins is None or ins.get("status") != "pending":
+        return None
+    if case.state == ndr.CLOSED:
+        return f"the case closed before it was sent ({case.close_reason or 'closed'})"
+    if case.state == ndr.CARRIER_ACTED and ins.get("source") == "merchant_rule":
+        return "the carrier went out for delivery again before it was sent"
+    return None
 
 
 def _agent_action_error(st: ShipmentState, inp: AgentActionInput) -> tuple[bool, str] | None:

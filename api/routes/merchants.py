@@ -18,6 +18,7 @@ from channels.settings import ChannelSettings
 from domain import phones
 from domain.events import normalise_time
 from ndrflow.ndr_settings import get_ndr_settings
+from ndrflow.tracking_settings import get_tracking_settings
 from store import crud
 from store.models import Shipment
 from workflows import search
@@ -201,10 +202,13 @@ def shipment_policy_for(merchant_id: str, *, request_settings: Any = None) -> Sh
     """The snapshot a new shipment's workflow decides by (see workflows/shipment_policy.py)."""
     notify = channel_settings().policy_for(merchant_id)
     ndr_settings = get_ndr_settings()
+    tracking = get_tracking_settings()
     quiet = notify.quiet_hours or ""
     return ShipmentPolicy(
         notify=notify,
         quiet_hours=quiet,
         ndr=NdrPolicy(quiet_hours=quiet, max_days=ndr_settings.reattempt_max_days),
         ndr_rules=ndr_settings.rules_for(merchant_id),
+        stale_after_s=tracking.effective_stale_after_s(),
+        poll_after_s=tracking.poll_after_s,
     )
