@@ -58,7 +58,19 @@ async def st(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningS
         notify_policy=POLICY,
         notify_max_per_second=RATE,
     ) as stack:
+        # The API caches the channel settings it snapshots policies from at registration: a stack
+        # started earlier in this process must not lend us its policy or quiet hours.
+        _clear_settings_caches()
         yield stack
+    _clear_settings_caches()
+
+
+def _clear_settings_caches() -> None:
+    from api.routes import merchants
+    from ndrflow.ndr_settings import get_ndr_settings
+
+    merchants.channel_settings.cache_clear()
+    get_ndr_settings.cache_clear()
 
 
 async def register(st: RunningStack, lang: str) -> str:
