@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Prism (an npm devDependency, never needed at run time) serves the Twilio and SendGrid OpenAPI
+# mocks the contract tests (tests/channels/test_contract_prism.py) send to.
+NODE_STAMP := node_modules/.installed
 ARGS   ?=
 
 .PHONY: run test install lint bench chaos demo clean
@@ -29,10 +32,24 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(PROFILE),--profile,)
 
+# Reinstalled when package.json or the lock changes. Without npm, or when the install fails,
+# `make test` still runs and the contract tests say why they skipped.
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  if SCARF_ANALYTICS=false ADBLOCK=1 DISABLE_OPENCOLLECTIVE=1 \
+	     npm ci --no-audit --no-fund --ignore-scripts --loglevel=error; then \
+	    touch $@; \
+	  else \
+	    echo "make: npm ci failed; the Prism contract tests will skip"; \
+	  fi; \
+	else \
+	  echo "make: npm not found; the Prism contract tests will skip (Debian: apt-get install npm)"; \
+	fi
+
 run: $(STAMP)
 	$(BIN)/ndrflow up $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
@@ -40,4 +57,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .ndrflow .pytest_cache
+	rm -rf $(VENV) .ndrflow .pytest_cache node_modules

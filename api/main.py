@@ -36,7 +36,7 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.state.carrier_settings = carrier_settings or CarrierSettings()
 
     from api import errors
-    from api.routes import agent_pages, agents, carriers, health, merchants
+    from api.routes import agent_pages, agents, carriers, dev, health, merchants, tracking
 
     errors.install(app)
     app.include_router(health.router)
@@ -44,4 +44,6 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.include_router(carriers.router)
     app.include_router(agents.router)
     app.include_router(agent_pages.router)
+    app.include_router(tracking.router)
+    app.include_router(dev.router)  # answers 404 unless in local mode (no provider credentials)
     return app
