@@ -36,14 +36,17 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.state.carrier_settings = carrier_settings or CarrierSettings()
 
     from api import errors
-    from api.routes import agent_pages, agents, carriers, dev, health, merchants, tracking
+    from api.routes import agent_pages, agents, carriers, customer, dev, health, merchants, provider_webhooks, tracking
 
     errors.install(app)
+    # One router per audience (FastAPI "bigger applications" layout).
     app.include_router(health.router)
-    app.include_router(merchants.router)
-    app.include_router(carriers.router)
-    app.include_router(agents.router)
-    app.include_router(agent_pages.router)
-    app.include_router(tracking.router)
+    app.include_router(merchants.router)  # merchants: register and read shipments
+    app.include_router(carriers.router)  # carriers: tracking events in their own formats
+    app.include_router(provider_webhooks.router)  # Twilio / SendGrid delivery status
+    app.include_router(customer.router)  # customers: the self-service page /r/{token}
+    app.include_router(tracking.router)  # customers: the public tracking page /t/{shipment_id}
+    app.include_router(agents.router)  # agents: queue, timeline, actions
+    app.include_router(agent_pages.router)  # agents: the /agent dashboard
     app.include_router(dev.router)  # answers 404 unless in local mode (no provider credentials)
     return app
