@@ -36,7 +36,17 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.state.carrier_settings = carrier_settings or CarrierSettings()
 
     from api import errors
-    from api.routes import agent_pages, agents, carriers, customer, dev, health, merchants, provider_webhooks, tracking
+    from api.routes import (
+        agent_pages,
+        agents,
+        carriers,
+        customer,
+        dev,
+        health,
+        merchants,
+        provider_webhooks,
+        tracking,
+    )
 
     errors.install(app)
     # One router per audience (FastAPI "bigger applications" layout).
