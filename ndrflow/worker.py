@@ -148,4 +148,5 @@ def build_notify_worker(client: Client, settings: Settings, engine: Engine, *, t
     from activities.notify import notify_worker
     from channels.settings import ChannelSettings
 
-    return notify_worker(client, engine, ChannelSettings(), task_queue=task_queue)
+    # From the app's settings: the worker signs self-service links with the same secret key.
+    return notify_worker(client, engine, ChannelSettings.from_settings(settings), task_queue=task_queue)

@@ -583,13 +583,16 @@ class ShipmentWorkflow:
             # Reminders go out on the next channel in the merchant's order.
             send_now = [order[rotate % len(order)]]
         for channel in send_now:
-            await self._send(purpose=purpose, occurrence=occurrence, channel=channel, context=context, order=order)
+            # An answer to the customer's own message goes now: they are awake and waiting.
+            await self._send(purpose=purpose, occurrence=occurrence, channel=channel, context=context, order=order,
+                             answering=prefer is not None)
 
-    async def _send(self, purpose: str, occurrence: str, channel: str, context: dict[str, Any], order: list[str]) -> None:
+    async def _send(self, purpose: str, occurrence: str, channel: str, context: dict[str, Any], order: list[str],
+                    answering: bool = False) -> None:
         st = self._st()
         now = workflow.now()
         tz = st.profile.timezone if st.profile else "UTC"
-        defer_to = notify.send_after(now, channel, tz, self._pol().quiet_hours)
+        defer_to = None if answering else notify.send_after(now, channel, tz, self._pol().quiet_hours)
         if defer_to is not None:
             st.deferred.append({"purpose": purpose, "occurrence": occurrence, "channel": channel, "context": context,
                                 "order": order, "due": normalise_time(defer_to)})
@@ -637,14 +640,23 @@ class ShipmentWorkflow:
         rec = next((r for r in st.notifications if r["key"] == key), None)
         if rec is None or not self._pol().notify.fallback:
             return
-        same = [r for r in st.notifications if r["purpose"] == rec["purpose"] and r["occurrence"] == rec["occurrence"]]
+        if rec["channel"] == "whatsapp" and rec.get("error_code") == WHATSAPP_OUTSIDE_SESSION and not rec.get("template_tried"):
+            # Twilio 63016 (reported late): outside the 24 h session, retry once as an approved
+            # Content template before moving to the next channel.
+            rec["template_tried"] = True
+            await self._send(purpose=rec["purpose"], occurrence=rec["occurrence"] + ":tpl", channel="whatsapp",
+                             context={**(rec.get("context") or {}), "whatsapp_force_template": True}, order=rec.get("order") or [])
+            return
+        base = rec["occurrence"].removesuffix(":tpl")
+        same = [r for r in st.notifications if r["purpose"] == rec["purpose"] and r["occurrence"].removesuffix(":tpl") == base]
         tried = {r["channel"] for r in same} | set(st.opted_out)
         nxt = notify.next_fallback_channel(rec.get("order") or [], tried)
         if nxt is None:
             if all(notify.is_failure(r["status"]) for r in same):
                 self._raise_attention(ATTN_CHANNELS, f"{rec['purpose']}: every channel failed ({', '.join(sorted(r['channel'] for r in same))})")
             return
-        await self._send(purpose=rec["purpose"], occurrence=rec["occurrence"], channel=nxt, context=rec.get("context") or {}, order=rec.get("order") or [])
+        context = {k: v for k, v in (rec.get("context") or {}).items() if k != "whatsapp_force_template"}
+        await self._send(purpose=rec["purpose"], occurrence=base, channel=nxt, context=context, order=rec.get("order") or [])
 
     async def _instruct(self, attempt: int, seq: int, instruction: Instruction) -> None:
         st = self._st()
@@ -809,6 +821,7 @@ _UNSET = object()
 # Attention reasons raised by the workflow itself (the NDR ones come from workflows/ndr_policy.py).
 ATTN_STALE = "no_tracking_update"
 ATTN_CHANNELS = "channels_failed"
+WHATSAPP_OUTSIDE_SESSION = "63016"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
 
 
@@ -883,6 +896,7 @@ def ndr_context(case: ndr.NdrCase) -> dict[str, Any]:
         "case_ref": case.ref,
         "agreed_date": case.agreed_date,
         "action": case.last_instruction["action"] if case.last_instruction else None,
+        "reply_by": case.cutoff_at,
     }
 
 
