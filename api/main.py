@@ -35,11 +35,15 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.state.temporal = temporal
     app.state.carrier_settings = carrier_settings or CarrierSettings()
 
-    from api import errors
-    from api.routes import carriers, health, merchants
+    from api import errors, ratelimit
+    from api.redaction import install_access_log_redaction
+    from api.routes import carriers, codec, health, merchants
 
     errors.install(app)
+    ratelimit.install(app)  # last middleware added runs first: floods stop before anything else
+    install_access_log_redaction()
     app.include_router(health.router)
     app.include_router(merchants.router)
     app.include_router(carriers.router)
+    app.include_router(codec.router)
     return app

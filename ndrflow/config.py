@@ -36,6 +36,10 @@ class Settings(BaseSettings):
 
     # Signs customer self-service links and CSRF tokens. Generated per home when unset.
     secret_key: str = ""
+    # Payload encryption keys for Temporal history (ndrflow/codec.py): `kid:base64key` items,
+    # JSON list or comma-separated, the first one active. Generated per home when unset; in
+    # production set it to the same value for every API and worker process.
+    codec_keys: str = ""
 
     # How long a workflow lingers after a terminal milestone (late scans, replies, agent notes).
     completion_grace_hours: float = 72.0
@@ -63,7 +67,7 @@ class Settings(BaseSettings):
         for name in self.generated_secret_names():
             if not getattr(self, name):
                 if name not in stored:
-                    stored[name] = secrets.token_urlsafe(32)
+                    stored[name] = _generate_secret(name)
                     changed = True
                 setattr(self, name, stored[name])
         if changed:
@@ -73,7 +77,15 @@ class Settings(BaseSettings):
 
     @staticmethod
     def generated_secret_names() -> list[str]:
-        return ["secret_key"]
+        return ["secret_key", "codec_keys"]
+
+
+def _generate_secret(name: str) -> str:
+    if name == "codec_keys":
+        from ndrflow.codec import generate_keys_value
+
+        return generate_keys_value()
+    return secrets.token_urlsafe(32)
 
 
 @lru_cache
