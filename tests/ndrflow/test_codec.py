@@ -25,8 +25,6 @@ from ndrflow.codec import (
 )
 from ndrflow.config import Settings
 
-
-
 PHONE = "+919876543210"
 
 
