@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     temporal_tls: bool = False
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
-    temporal_api_key: str = ""
+    temporal_api_key: str = Field(default="", repr=False)
     temporal_ui_url: str = "http://127.0.0.1:8233"
 
     api_host: str = "127.0.0.1"
@@ -35,11 +35,11 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
 
     # Signs customer self-service links and CSRF tokens. Generated per home when unset.
-    secret_key: str = ""
+    secret_key: str = Field(default="", repr=False)
     # Payload encryption keys for Temporal history (ndrflow/codec.py): `kid:base64key` items,
     # JSON list or comma-separated, the first one active. Generated per home when unset; in
     # production set it to the same value for every API and worker process.
-    codec_keys: str = ""
+    codec_keys: str = Field(default="", repr=False)
 
     # How long a workflow lingers after a terminal milestone (late scans, replies, agent notes).
     completion_grace_hours: float = 72.0
