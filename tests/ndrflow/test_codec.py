@@ -190,3 +190,12 @@ async def test_data_converter_without_configured_keys_uses_the_home(tmp_path: Pa
     [sealed] = await data_converter(s).encode(["x"])
     kid = sealed.metadata[KEY_ID_FIELD].decode()
     assert parse_keys(json.loads((tmp_path / "h" / "secrets.json").read_text())["codec_keys"])[0].kid == kid
+
+
+def test_dev_server_gives_its_ui_the_codec_endpoint(tmp_path: Path) -> None:
+    from ndrflow.devserver import DevServer
+
+    cmd = DevServer(home=tmp_path, binary=Path("temporal"), ui_codec_endpoint="http://127.0.0.1:8000/codec/ui/t").command()
+    assert cmd[cmd.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:8000/codec/ui/t"
+    assert "--ui-codec-endpoint" not in DevServer(home=tmp_path, binary=Path("temporal")).command()
+    assert "--ui-codec-endpoint" not in DevServer(home=tmp_path, binary=Path("temporal"), ui=False, ui_codec_endpoint="x").command()
