@@ -43,7 +43,7 @@ async def test_temporal_ui_decodes_payloads_through_the_codec_server(tmp_path: P
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    api_url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+    api_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     ui_port = free_port()
     settings = Settings(_env_file=None, home=tmp_path / "home", temporal_ui_url=f"http://127.0.0.1:{ui_port}").with_home_secrets()
     migrate(settings.effective_database_url)
