@@ -51,13 +51,27 @@ LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warn
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from env, with the flags the user gave (None = not given) on top."""
+    """Settings from env, with the flags the user gave (None = not given) on top.
+
+    The flags are also written back to this process's environment so every settings object
+    built later (`get_settings()`, an area's own BaseSettings) agrees with them."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**given).with_home_secrets()
+        settings = Settings(**given).with_home_secrets()
     except Exception as exc:  # pydantic ValidationError or an unwritable home: say which
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
+    export_settings(settings, given)
+    return settings
+
+
+def export_settings(settings: Settings, names: Any) -> None:
+    from ndrflow.config import get_settings
+
+    for name in names:
+        value = getattr(settings, name)
+        os.environ[f"NDRFLOW_{name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
+    get_settings.cache_clear()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -124,14 +138,18 @@ def up(
 ) -> None:
     """Run everything locally: Temporal dev server (unless NDRFLOW_TEMPORAL_ADDRESS is set),
     migrations, worker and API. Ctrl-C stops it; running it again resumes every open workflow."""
-    from ndrflow.stack import Stack, StackError
+    from ndrflow.stack import Stack
 
     setup_logging(log_level)
     settings = load_settings(home=home, api_port=port)
+    derived = []
     if "public_base_url" not in settings.model_fields_set:
         settings.public_base_url = f"http://127.0.0.1:{settings.api_port}"
+        derived.append("public_base_url")
     if settings.embedded_temporal and "temporal_ui_url" not in settings.model_fields_set:
         settings.temporal_ui_url = f"http://127.0.0.1:{ui_port}"
+        derived.append("temporal_ui_url")
+    export_settings(settings, derived)
 
     async def main(stop: asyncio.Event) -> int:
         stack = Stack(
@@ -148,24 +166,29 @@ def up(
             except Exception as exc:  # noqa: BLE001 - every start failure is reported the same way
                 err.print(f"[red]could not start:[/red] {exc}")
                 return 1
-        keys = None
-        if settings.embedded_temporal:
-            from ndrflow.devkeys import ensure_dev_keys
-
-            assert stack.engine is not None
-            keys = ensure_dev_keys(settings.home, stack.engine)
-        out.print(_ready_panel(settings, stack, keys))
-        if keys is not None:
-            out.print(
-                f"Send requests with [bold]Authorization: Bearer <key>[/bold], e.g.\n"
-                f"  curl -H 'Authorization: Bearer {keys.merchant}' {stack.api_url}/v1/shipments/<id>",
-                soft_wrap=True,
-                highlight=False,
-            )
         code = 0
         try:
+            keys = None
+            if settings.embedded_temporal:
+                from ndrflow.devkeys import ensure_dev_keys
+
+                assert stack.engine is not None
+                keys = ensure_dev_keys(settings.home, stack.engine)
+            out.print(_ready_panel(settings, stack, keys))
+            if keys is not None:
+                out.print(
+                    f"Send requests with [bold]Authorization: Bearer <key>[/bold], e.g.\n"
+                    f"  curl -H 'Authorization: Bearer {keys.merchant}' {stack.api_url}/v1/shipments/<id>",
+                    soft_wrap=True,
+                    highlight=False,
+                )
+            else:
+                out.print(
+                    "Create API keys with `ndrflow keys create --scope merchant --merchant <id>`.",
+                    highlight=False,
+                )
             await _until_stopped_or_failed(stack, stop)
-        except StackError as exc:
+        except Exception as exc:  # noqa: BLE001 - a StackError names the part; anything else too
             err.print(f"[red]{exc}[/red]")
             code = 1
         finally:
@@ -185,7 +208,8 @@ def _ready_panel(settings: Settings, stack: Any, keys: Any) -> Panel:
     grid.add_row("API", api)
     grid.add_row("OpenAPI docs", f"{api}/docs")
     grid.add_row("Health", f"{api}/healthz")
-    grid.add_row("Outbox (messages)", f"{api}/dev/outbox")
+    if settings.embedded_temporal:  # local mode only, like the page itself
+        grid.add_row("Outbox (messages)", f"{api}/dev/outbox")
     grid.add_row("Temporal UI", stack.temporal_ui_url)
     if stack.devserver is not None:
         grid.add_row("Temporal gRPC", f"{stack.devserver.address}  (namespace {settings.temporal_namespace})")
@@ -215,25 +239,9 @@ def _require_cluster(settings: Settings, what: str) -> None:
 
 
 def _migrate_locked(url: str) -> None:
-    """Migrations from several replicas starting at once: on PostgreSQL an advisory lock lets
-    one apply them while the others wait (and then find nothing to do)."""
-    from store.db import migrate
+    from ndrflow.migrate import migrate_locked
 
-    if not url.startswith("postgresql"):
-        migrate(url)
-        return
-    import sqlalchemy as sa
-
-    eng = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with eng.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(7425301)"))
-            try:
-                migrate(url)
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(7425301)"))
-    finally:
-        eng.dispose()
+    migrate_locked(url)
 
 
 MigrateOpt = Annotated[bool, typer.Option("--migrate/--no-migrate", help="Apply migrations before starting.")]
@@ -247,12 +255,10 @@ def worker(migrate: MigrateOpt = True, log_level: LogLevelOpt = "info") -> None:
     setup_logging(log_level)
     settings = load_settings()
     _require_cluster(settings, "worker")
-    if migrate:
-        _migrate_locked(settings.effective_database_url)
     settings.temporal_address = settings.temporal_address or "127.0.0.1:7233"
 
     async def main(stop: asyncio.Event) -> int:
-        stack = Stack(settings, run_api=False)
+        stack = Stack(settings, run_api=False, migrate=migrate)
         try:
             await stack.start()
         except Exception as exc:  # noqa: BLE001
@@ -287,12 +293,10 @@ def api(
     setup_logging(log_level)
     settings = load_settings(api_host=host, api_port=port)
     _require_cluster(settings, "api")
-    if migrate:
-        _migrate_locked(settings.effective_database_url)
     settings.temporal_address = settings.temporal_address or "127.0.0.1:7233"
 
     async def main(stop: asyncio.Event) -> int:
-        stack = Stack(settings, run_worker=False, api_log_level=log_level.lower())
+        stack = Stack(settings, run_worker=False, migrate=migrate, api_log_level=log_level.lower())
         try:
             await stack.start()
         except Exception as exc:  # noqa: BLE001

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
 
     # Signs customer self-service links and CSRF tokens. Generated per home when unset.
     secret_key: str = Field(default="", repr=False)
+    # Twilio's auth token: signs Twilio's webhooks. Without a Twilio account (local mode) one is
+    # generated per home so local Twilio-format webhooks are still signature-checked.
+    twilio_auth_token: str = Field(default="", repr=False)
     # Payload encryption keys for Temporal history (ndrflow/codec.py): `kid:base64key` items,
     # JSON list or comma-separated, the first one active. Generated per home when unset; in
     # production set it to the same value for every API and worker process.
@@ -77,7 +80,7 @@ class Settings(BaseSettings):
 
     @staticmethod
     def generated_secret_names() -> list[str]:
-        return ["secret_key", "codec_keys"]
+        return ["secret_key", "twilio_auth_token", "codec_keys"]
 
 
 def _generate_secret(name: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import os
 import shutil
 import signal
@@ -61,12 +62,20 @@ def temporal_binary() -> Path:
     )
 
 
-def port_is_free(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on (host, port) now. SO_REUSEADDR like uvicorn and Go servers,
+    so connections left in TIME_WAIT by a previous run do not count as "in use". Anything but
+    "address in use" (an unresolvable host, no IPv6) is left for the server itself to report."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except OSError:
+        return True
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((ip, port))
-        except OSError:
-            return False
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno != errno.EADDRINUSE
     return True
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from ndrflow.config import Settings
-from ndrflow.devserver import DevServer
+from ndrflow.devserver import DevServer, port_is_free
+from ndrflow.migrate import migrate_locked
 from ndrflow.temporal import connect
-from ndrflow.worker import build_worker
-from store.db import engine_for, migrate
+from ndrflow.worker import ACTIVITY_THREADS, build_worker
+from store.db import engine_for
 
 log = logging.getLogger("ndrflow")
 
@@ -83,6 +85,7 @@ class Stack:
     # otherwise uvicorn binds settings.api_host:settings.api_port.
     api_socket: socket.socket | None = None
     run_api: bool = True
+    migrate: bool = True
     run_worker: bool = True
     extra_activities: Sequence[Callable[..., Any]] = ()
     worker_options: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +99,7 @@ class Stack:
     server: uvicorn.Server | None = field(default=None, init=False)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _lock: HomeLock | None = field(default=None, init=False)
+    _executor: ThreadPoolExecutor | None = field(default=None, init=False)
 
     @property
     def api_url(self) -> str:
@@ -122,12 +126,18 @@ class Stack:
 
     async def _start(self) -> None:
         s = self.settings
+        if self.run_api and self.api_socket is None and not port_is_free(s.api_host, s.api_port):
+            # Checked first so a busy port fails in a second, not after the dev server started.
+            raise StackError(
+                f"the API port {s.api_host}:{s.api_port} is already in use: choose another with --port"
+            )
         s.home.mkdir(parents=True, exist_ok=True)
         if s.embedded_temporal:
             self._lock = HomeLock(s.home / "ndrflow.lock")
             self._lock.acquire()
         url = s.effective_database_url
-        await asyncio.to_thread(migrate, url)
+        if self.migrate:
+            await asyncio.to_thread(migrate_locked, url)
         self.engine = engine_for(url)
 
         if s.embedded_temporal:
@@ -138,10 +148,21 @@ class Stack:
             self.client = await connect(s, address=self.devserver.address)
         else:
             self.client = await connect(s)
+            await self._check_search_attributes()
 
         if self.run_worker:
+            options = dict(self.worker_options)
+            threads = options.get("max_concurrent_activities", ACTIVITY_THREADS) + options.get(
+                "max_concurrent_local_activities", ACTIVITY_THREADS
+            )
+            self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity")
             self.worker = build_worker(
-                self.client, s, self.engine, extra_activities=self.extra_activities, **self.worker_options
+                self.client,
+                s,
+                self.engine,
+                extra_activities=self.extra_activities,
+                activity_executor=self._executor,
+                **options,
             )
             self._tasks["worker"] = asyncio.create_task(self._run_worker(), name="ndrflow-worker")
 
@@ -169,6 +190,26 @@ class Stack:
                 if "worker" in self._tasks and self._tasks["worker"].done():
                     self._tasks["worker"].result()
                 await asyncio.sleep(0.02)
+
+    async def _check_search_attributes(self) -> None:
+        """On an external cluster we do not register anything ourselves; say what is missing
+        (workflows would fail every task upserting an unknown attribute)."""
+        from ndrflow.temporal_setup import existing_search_attributes
+        from workflows.search import ALL_KEYS
+
+        assert self.client is not None
+        try:
+            have = await existing_search_attributes(self.client)
+        except Exception as exc:  # noqa: BLE001 - e.g. Temporal Cloud refuses the operator API
+            log.debug("cannot list search attributes: %s", exc)
+            return
+        missing = [k.name for k in ALL_KEYS if k.name not in have]
+        if missing:
+            log.warning(
+                "namespace %r lacks search attributes %s: run `ndrflow temporal setup`",
+                self.settings.temporal_namespace,
+                ", ".join(missing),
+            )
 
     async def _run_worker(self) -> None:
         assert self.worker is not None
@@ -214,6 +255,9 @@ class Stack:
                 errors.append(exc)
         if worker is not None:
             errors += await _finish(worker, timeout=5)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
         if self.devserver is not None:
             await self.devserver.stop()
             self.devserver = None

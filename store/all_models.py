@@ -1,3 +1,8 @@
 """Import every table module so SQLModel.metadata is complete (Alembic, tests)."""
 
-from store import carriers, models  # noqa: F401
+from store import (  # noqa: F401
+    carriers,  # issue 4: carrier instructions, unknown codes
+    models,  # foundation: keys, shipments, carrier events, refusals
+    ndr,  # issue 5: reply routing, inbound replies
+    notifications,  # issue 3: notification log, opt-outs, outbox
+)

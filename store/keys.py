@@ -191,6 +191,8 @@ def revoke_key(session: Session, *, key_id: int | None = None, prefix: str | Non
         row.revoked_at = now
         session.add(row)
     session.commit()
+    for row in rows:  # usable after the session closes
+        session.refresh(row)
     return list(rows)
 
 

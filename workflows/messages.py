@@ -135,6 +135,7 @@ class SendNotificationResult:
     provider_message_id: str | None = None
     error_code: str | None = None
     reason: str | None = None
+    provider: str | None = None  # twilio_sms | twilio_whatsapp | sendgrid_email | outbox
 
 
 @dataclass
@@ -145,6 +146,74 @@ class NotificationStatusInput:
     channel: str
     status: str  # "delivered" | "failed" | "undelivered" | "bounce" | "dropped" | ...
     error_code: str | None = None
+
+
+# ---- NDR (issue 5) ------------------------------------------------------------------------
+# The customer's answer to a failed delivery, as a Temporal Update named CUSTOMER_REPLY on the
+# shipment workflow. The API parses the words (domain.reply_parser) and routes them to the case
+# (api.reply_routing); the workflow's validator (workflows.ndr_policy.validate_reply) refuses
+# replies to closed cases and actions the reason does not allow before anything reaches history.
+CUSTOMER_REPLY = "customer_reply"
+
+
+@dataclass
+class CustomerReplyInput:
+    attempt: int  # the NDR attempt (case) this answers
+    channel: str  # "sms" | "whatsapp" | "email" | "web"
+    received_at: str  # ISO-8601 UTC, when we received it
+    kind: str  # domain.reply_parser.KINDS: choice | date | address | phone | rto | opt_out | opt_in | dispute | case_ref | unclear
+    action: str | None = None  # NdrAction value; None for opt-outs, unclear replies and not-allowed actions
+    requested_date: str | None = None  # YYYY-MM-DD
+    phone: str | None = None  # E.164
+    address: dict[str, Any] | None = None  # {"line1", "landmark", "postal_code", ...}
+    time_hint: str | None = None  # "after 17:00", "morning", ... (goes to the carrier as a comment)
+    text: str = ""  # the customer's words: timeline and fake-attempt evidence (encrypted by the codec)
+    confidence: float = 1.0
+    problem_code: str | None = None  # date_in_past | date_too_soon | date_too_far | action_not_allowed
+    problem: str | None = None
+    case_ref: str | None = None
+    message_id: str | None = None  # provider message id or page submission id: a retried webhook is applied once
+
+
+@dataclass
+class CustomerReplyResult:
+    accepted: bool
+    outcome: str  # workflows.ndr_policy.OUTCOMES
+    state: str  # the case state afterwards
+    notify: str | None = None  # purpose of the answer the workflow sends the customer (None: none)
+    action: str | None = None  # the decided action, when the reply decided the case
+    requested_date: str | None = None
+    detail: str = ""
+    duplicate: bool = False  # the same message_id was applied before; nothing changed
+
+
+# Reply routes: the workflow opens one when it asks the customer and closes it when the case
+# leaves the waiting states; the activity looks the contact details up in the store itself.
+OPEN_REPLY_ROUTE = "open_reply_route"
+CLOSE_REPLY_ROUTE = "close_reply_route"
+
+
+@dataclass
+class OpenReplyRouteInput:
+    shipment_id: str
+    attempt: int
+
+
+@dataclass
+class OpenReplyRouteResult:
+    ref: str  # the case's short reference code (NdrCase.ref; goes into messages: "reply K7QM 2")
+    reply_to: str = ""  # per-case inbound email address, "" when no inbound domain is configured
+
+
+@dataclass
+class CloseReplyRouteInput:
+    shipment_id: str
+    attempt: int | None = None  # None: every open route of the shipment (terminal milestone)
+
+# Signal name the provider webhooks use for NotificationStatusInput (api/routes/provider_webhooks.py).
+NOTIFICATION_STATUS_SIGNAL = "notification_status"
+# Activity returning the merchant's workflows.notify_policy.MerchantPolicy (quiet hours resolved).
+GET_NOTIFY_POLICY = "get_notify_policy"
 
 
 # ---- support agents (issue 6) --------------------------------------------------------------

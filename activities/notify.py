@@ -1,0 +1,378 @@
+"""The send-notification activity: one message, one channel, exactly once.
+
+The workflow passes ids and template variables only; the recipient's phone, email, name,
+locale and time zone are read here from the shipments table.
+
+Exactly once. Every notification has a deterministic key (shipment, purpose, occurrence,
+channel) with a UNIQUE row in notification_log. The activity:
+  1. returns the recorded result when the row is final (sent / skipped / failed): a retried or
+     replayed activity never calls the provider again;
+  2. claims the row (INSERT; the unique key picks one winner) and moves it to "sending" with a
+     compare-and-set on its attempt counter, so two overlapping attempts cannot both send;
+  3. calls the provider and records the outcome.
+
+The crash window: between the provider accepting the message (step 3) and our "sent" write,
+a timeout or a lost response leaves the row "unknown", a worker crash leaves it "sending".
+A "sending" row younger than NDRFLOW_NOTIFY_ATTEMPT_LEASE_SECONDS may still be in flight on
+another worker, so a retry waits (retryable error) instead of racing it. After that, or at once
+for "unknown", the next attempt does not send blind; it reconciles first:
+  - a status callback or event may already have put the provider message id on the row
+    (Twilio's StatusCallback URL and SendGrid's custom args carry the key): then it was sent;
+  - Twilio: list recent messages to the recipient; one created since the attempt began, from
+    our sender, not recorded for another notification (and with the same body for free text)
+    is ours;
+  - SendGrid: wait (retry later) up to NDRFLOW_SENDGRID_RECONCILE_WAIT_SECONDS for an event
+    carrying our key; none by then -> send again. Without a configured event webhook there is
+    no witness, so this one case is at-least-once;
+  - outbox: the stored message is looked up by key.
+Only a provider error that proves the message was not taken (429, refused connection, a 4xx)
+moves the row back to "pending" so the next attempt sends without reconciling.
+
+Failures. 429, 5xx and network errors raise a retryable ApplicationError (type
+"ChannelRetryable", next_retry_delay from Retry-After); Temporal retries with backoff.
+Permanent errors (21211, 21614, 21635, 21610, 63024, invalid email, no WhatsApp template, ...)
+are recorded and RETURNED as status "failed" with error_code, not raised: the result is data the
+workflow branches on (try the next channel), and a retry returns the same recorded result.
+21610 also records an opt-out. Skips (opted out, landline, no phone/email, no WhatsApp opt-in)
+return status "skipped" with the reason; the workflow may try the next channel too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jinja2 import TemplateError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from channels.base import ChannelError, OutboundMessage
+from channels.registry import ChannelRegistry
+from channels.settings import ChannelSettings
+from domain import phones
+from store import notifications as ns
+from store.models import Shipment
+from templates import TemplateContextError, render
+from workflows.messages import (
+    GET_NOTIFY_POLICY,
+    SEND_NOTIFICATION,
+    SendNotificationInput,
+    SendNotificationResult,
+)
+from workflows.notify_policy import CHANNELS, MerchantPolicy
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_TYPE = "ChannelRetryable"
+INVALID_TYPE = "InvalidNotification"
+
+# How carrier codes read in messages; unknown codes are shown as given, "generic" not at all.
+CARRIER_NAMES = {
+    "generic": "",
+    "delhivery": "Delhivery",
+    "shiprocket": "Shiprocket",
+    "clickpost": "",
+    "easypost": "",
+    "aftership": "",
+    "bluedart": "Blue Dart",
+    "ecomexpress": "Ecom Express",
+    "xpressbees": "Xpressbees",
+    "dtdc": "DTDC",
+    "cj": "CJ Logistics",
+}
+
+
+class NotifyActivities:
+    """Built once by the worker: `NotifyActivities(engine, settings)`; `settings` is a
+    ChannelSettings or the app's ndrflow.config.Settings (converted with from_settings)."""
+
+    def __init__(self, engine: Engine, settings: Any, registry: ChannelRegistry | None = None) -> None:
+        self.engine = engine
+        self.settings = (
+            settings if isinstance(settings, ChannelSettings) else ChannelSettings.from_settings(settings)
+        )
+        self.registry = registry or ChannelRegistry(self.settings)
+
+    @activity.defn(name=SEND_NOTIFICATION)
+    async def send_notification(self, inp: SendNotificationInput) -> SendNotificationResult:
+        # The SDKs and the database driver block: keep them off the worker's event loop.
+        return await asyncio.to_thread(self.send_sync, inp)
+
+    @activity.defn(name=GET_NOTIFY_POLICY)
+    async def get_notify_policy(self, merchant_id: str) -> MerchantPolicy:
+        """The merchant's notification policy, quiet hours resolved. Cheaper alternative: the
+        API reads ChannelSettings.policy_for() once and passes it in the workflow input."""
+        return self.settings.policy_for(merchant_id)
+
+    # ---- the work ------------------------------------------------------------------------
+    def send_sync(self, inp: SendNotificationInput) -> SendNotificationResult:
+        if inp.channel not in CHANNELS:
+            raise ApplicationError(f"unknown channel {inp.channel!r}", type=INVALID_TYPE, non_retryable=True)
+        key = inp.key
+        existing = ns.get_notification(self.engine, key)
+        if existing is not None and existing.status in ns.FINAL_SEND_STATUSES:
+            return _result(existing)
+
+        with Session(self.engine) as s:
+            shipment = s.get(Shipment, inp.shipment_id)
+        if shipment is None:
+            return self._skip(inp, None, "shipment_not_found", "no shipment row for this id")
+
+        to, problem = self._recipient(inp.channel, shipment)
+        if problem is not None:
+            return self._skip(inp, to, problem[0], problem[1])
+        assert to is not None
+        if ns.is_opted_out(self.engine, channel=inp.channel, address=to):
+            return self._skip(inp, to, "opted_out", f"recipient opted out of {inp.channel}")
+
+        policy = self.settings.policy_book.policy_for(shipment.merchant_id)
+        provider_name = self.registry.provider_name(inp.channel)
+        try:
+            msg = self._compose(inp, shipment, to, policy)
+        except (TemplateContextError, TemplateError, ValueError, TypeError) as exc:
+            # A missing template or variable, or a malformed date in the context: a bug or a
+            # configuration problem that no retry fixes. Recorded as failed, loudly.
+            log.error("notification %s: template problem: %s", key, exc)
+            row = ns.claim_notification(self.engine, **self._row_args(inp, provider_name, to)).row
+            if row.status not in ns.FINAL_SEND_STATUSES:
+                row = ns.mark_failed(self.engine, row, error_code="template", reason=str(exc))
+            return _result(row)
+
+        row = ns.claim_notification(self.engine, **self._row_args(inp, provider_name, to)).row
+        if row.status in ns.FINAL_SEND_STATUSES:
+            return _result(row)
+        if row.status == "sending":
+            started = row.attempt_started_at or row.created_at
+            left = self.settings.notify_attempt_lease_seconds - (datetime.now(UTC) - started).total_seconds()
+            if left > 0:  # another attempt may still be talking to the provider
+                raise ApplicationError(
+                    "another attempt is sending this notification",
+                    type=RETRYABLE_TYPE,
+                    next_retry_delay=timedelta(seconds=max(1.0, left)),
+                )
+        if row.status in ("sending", "unknown"):
+            done = self._reconcile(row, msg)
+            if done is not None:
+                return done
+            row = ns.get_notification(self.engine, key) or row
+
+        attempt = ns.begin_attempt(self.engine, row, provider=provider_name, recipient=to)
+        if attempt is None:
+            now = ns.get_notification(self.engine, key)
+            if now is not None and now.status in ns.FINAL_SEND_STATUSES:
+                return _result(now)
+            raise ApplicationError("another attempt is sending this notification", type=RETRYABLE_TYPE)
+
+        provider = self.registry.by_name(provider_name)
+        try:
+            sent = provider.send(msg, self.settings, self.engine)
+        except ChannelError as err:
+            return self._failed(attempt, msg, err)
+        row = ns.mark_sent(
+            self.engine, attempt, provider_message_id=sent.provider_message_id, reason=sent.detail or None
+        )
+        log.info("notification %s sent via %s (%s)", key, provider_name, sent.provider_message_id)
+        return _result(row)
+
+    # ---- pieces --------------------------------------------------------------------------
+    def _recipient(self, channel: str, shipment: Shipment) -> tuple[str | None, tuple[str, str] | None]:
+        if channel == "email":
+            email = (shipment.customer_email or "").strip()
+            if not email:
+                return None, ("no_email", "no email address on the shipment")
+            return email.lower(), None
+        phone = (shipment.customer_phone or "").strip()
+        if not phone:
+            return None, ("no_phone", "no phone number on the shipment")
+        if not phones.is_valid(phone):
+            return phone, ("invalid_phone", "stored phone number is not a valid E.164 number")
+        mobile = phones.is_mobile(phone)
+        if not mobile:
+            return phone, ("landline", f"{phones.number_type(phone)} number: never sent {channel}")
+        if channel == "whatsapp" and not shipment.whatsapp_opt_in:
+            return phone, ("no_whatsapp_opt_in", "customer did not opt in to WhatsApp")
+        return phone, None
+
+    def _row_args(self, inp: SendNotificationInput, provider: str, to: str | None) -> dict[str, Any]:
+        return dict(
+            key=inp.key,
+            shipment_id=inp.shipment_id,
+            channel=inp.channel,
+            purpose=inp.purpose,
+            occurrence=inp.occurrence[:200],
+            provider=provider,
+            recipient=to,
+        )
+
+    def _skip(
+        self, inp: SendNotificationInput, to: str | None, code: str, why: str
+    ) -> SendNotificationResult:
+        row = ns.claim_notification(
+            self.engine,
+            **{**self._row_args(inp, "", to), "status": "skipped", "error_code": code, "reason": why},
+        ).row
+        if row.status not in ns.FINAL_SEND_STATUSES:
+            # claimed earlier and only now skippable (e.g. STOP arrived between two attempts)
+            row = ns.mark_failed(self.engine, row, error_code=code, reason=why, status="skipped")
+        log.info("notification %s skipped: %s", inp.key, code)
+        return _result(row)
+
+    def _compose(
+        self, inp: SendNotificationInput, shipment: Shipment, to: str, policy: MerchantPolicy
+    ) -> OutboundMessage:
+        ctx = base_context(shipment, policy, self.settings.public_base_url)
+        ctx.update(inp.context or {})
+        rendered = render(
+            inp.channel, inp.purpose, shipment.customer_locale, ctx, tz=shipment.customer_timezone
+        )
+        within = False
+        if inp.channel == "whatsapp":
+            last = ns.last_inbound_at(self.engine, channel="whatsapp", from_address=to)
+            within = last is not None and datetime.now(UTC) - last < timedelta(
+                hours=self.settings.whatsapp_session_hours
+            )
+        return OutboundMessage(
+            key=inp.key,
+            shipment_id=inp.shipment_id,
+            channel=inp.channel,
+            purpose=inp.purpose,
+            locale=rendered.locale,
+            template_locale=rendered.template_locale,
+            to=to,
+            body=rendered.body,
+            subject=rendered.subject,
+            html=rendered.html,
+            variables=rendered.variables,
+            within_session=within,
+            force_template=bool(ctx.get("whatsapp_force_template")),
+            reply_to=ctx.get("reply_to") or None,
+            sender_name=str(ctx["merchant_name"]),
+        )
+
+    def _reconcile(self, row: ns.NotificationLog, msg: OutboundMessage) -> SendNotificationResult | None:
+        """The previous attempt's outcome is unknown (see the module docstring)."""
+        if row.provider_message_id:  # a callback recorded it after the provider took it
+            return _result(
+                ns.mark_sent(
+                    self.engine,
+                    row,
+                    provider_message_id=row.provider_message_id,
+                    reason="reconciled from callback",
+                )
+            )
+        try:
+            provider = (
+                self.registry.by_name(row.provider) if row.provider else self.registry.provider(msg.channel)
+            )
+        except KeyError:
+            provider = self.registry.provider(msg.channel)
+        since = row.attempt_started_at or row.created_at
+        exclude = ns.message_ids_for_recipient(
+            self.engine, channel=msg.channel, recipient=msg.to, except_key=msg.key
+        )
+        try:
+            found = provider.reconcile(msg, self.settings, self.engine, since, exclude)
+        except ChannelError as err:
+            raise _retryable(err, "reconciliation") from err
+        if found is None:
+            log.warning("notification %s: earlier attempt not found at the provider; sending again", msg.key)
+            return None
+        log.warning(
+            "notification %s: earlier attempt reached the provider (%s); not sending again",
+            msg.key,
+            found.provider_message_id,
+        )
+        return _result(
+            ns.mark_sent(self.engine, row, provider_message_id=found.provider_message_id, reason="reconciled")
+        )
+
+    def _failed(
+        self, attempt: ns.NotificationLog, msg: OutboundMessage, err: ChannelError
+    ) -> SendNotificationResult:
+        if err.permanent:
+            row = ns.mark_failed(self.engine, attempt, error_code=err.code, reason=err.message)
+            if err.code == "21610":  # Twilio: the recipient sent STOP to our sender
+                ns.set_opt_out(
+                    self.engine, channel=msg.channel, address=msg.to, opted_out=True, source="twilio_21610"
+                )
+            log.warning("notification %s failed permanently: %s", msg.key, err)
+            return _result(row)
+        if err.maybe_sent:  # the next attempt reconciles before sending again
+            ns.mark_unknown(self.engine, attempt, error_code=err.code, reason=err.message)
+        else:
+            ns.release_attempt(self.engine, attempt, error_code=err.code, reason=err.message)
+        raise _retryable(err, "send") from err
+
+
+def notify_worker(
+    client: Any,
+    engine: Engine,
+    settings: Any,
+    *,
+    task_queue: str | None = None,
+    registry: ChannelRegistry | None = None,
+) -> Any:
+    """A worker for the provider task queue (NDRFLOW_NOTIFY_TASK_QUEUE). The server enforces
+    max_task_queue_activities_per_second across every worker polling that queue, so provider
+    rate limits hold however many workers run."""
+    from temporalio.worker import Worker
+
+    acts = NotifyActivities(engine, settings, registry)
+    return Worker(
+        client,
+        task_queue=task_queue or acts.settings.notify_task_queue,
+        activities=[acts.send_notification, acts.get_notify_policy],
+        max_task_queue_activities_per_second=acts.settings.notify_max_per_second,
+    )
+
+
+def base_context(shipment: Shipment, policy: MerchantPolicy, public_base_url: str) -> dict[str, Any]:
+    """Template variables every message gets from the store (the workflow's context adds to
+    and overrides these)."""
+    cod = shipment.payment_mode == "cod"
+    fields = {
+        "tracking_number": shipment.tracking_number,
+        "shipment_id": shipment.shipment_id,
+        "order_id": shipment.order_id or shipment.tracking_number,
+        "carrier": shipment.carrier,
+    }
+    tracking_url = (policy.tracking_url or public_base_url.rstrip("/") + "/t/{shipment_id}").format(**fields)
+    return {
+        "merchant_name": policy.merchant_name or shipment.merchant_id,
+        "customer_name": shipment.customer_name or "",
+        "order_id": fields["order_id"],
+        "tracking_number": shipment.tracking_number,
+        "tracking_url": tracking_url,
+        "carrier_name": CARRIER_NAMES.get(shipment.carrier, shipment.carrier.replace("_", " ").title()),
+        "payment_mode": shipment.payment_mode,
+        "cod_amount": shipment.payment_amount if cod else None,
+        "currency": shipment.payment_currency,
+        "expected_date": shipment.promised_delivery_date,
+    }
+
+
+def _retryable(err: ChannelError, stage: str) -> ApplicationError:
+    delay = timedelta(seconds=err.retry_after) if err.retry_after else None
+    return ApplicationError(
+        f"{stage}: {err.code}: {err.message}",
+        {"code": err.code, "maybe_sent": err.maybe_sent},
+        type=RETRYABLE_TYPE,
+        non_retryable=False,
+        next_retry_delay=delay,
+    )
+
+
+def _result(row: ns.NotificationLog) -> SendNotificationResult:
+    return SendNotificationResult(
+        key=row.key,
+        channel=row.channel,
+        status=row.status if row.status in ns.FINAL_SEND_STATUSES else "failed",
+        provider_message_id=row.provider_message_id,
+        error_code=row.error_code,
+        reason=row.reason,
+        provider=row.provider or None,
+    )

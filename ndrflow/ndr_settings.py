@@ -1,0 +1,27 @@
+"""Settings of the NDR area (env prefix NDRFLOW_), kept apart from the shared Settings class."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NdrSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NDRFLOW_", env_file=".env", extra="ignore")
+
+    # Per-case reply-to addresses are r+<key>@<domain>; SendGrid Inbound Parse must receive this
+    # domain (MX record). Empty: email replies are routed by the sender's address only.
+    inbound_email_domain: str = ""
+    # Self-service links stop working after this long even if the case is still open (the page
+    # also refuses once the case is decided or closed). Window (6 days) + a day of slack.
+    case_link_max_age_days: float = 8.0
+    # The page form must be submitted within this long after it was shown.
+    case_page_csrf_max_age_s: int = 2 * 3600
+    # Reattempt dates the carrier accepts: tomorrow .. +N days.
+    reattempt_max_days: int = 6
+
+
+@lru_cache
+def get_ndr_settings() -> NdrSettings:
+    return NdrSettings()
