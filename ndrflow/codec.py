@@ -190,17 +190,24 @@ def converter_for(codec: PayloadCodec | None) -> DataConverter:
 
 def codec_for(settings: Settings) -> EncryptionCodec:
     """The codec from `settings.codec_keys`, filling it from the home's secrets.json when unset."""
-    value = settings.codec_keys
-    if not value:
+    if not settings.codec_keys:
         settings.with_home_secrets()
-        value = settings.codec_keys
-        if not settings.embedded_temporal:
-            log.warning(
-                "NDRFLOW_CODEC_KEYS is not set: using the key kept in %s; every API and worker process "
-                "of this namespace must use the same keys (set NDRFLOW_CODEC_KEYS in production)",
-                settings.home / "secrets.json",
-            )
-    return EncryptionCodec(parse_keys(value))
+    if not settings.embedded_temporal and _generated_for_home(settings):
+        log.warning(
+            "NDRFLOW_CODEC_KEYS is not set: payloads are encrypted with the key generated in %s. Every "
+            "API and worker process of namespace %r must hold the same keys: set NDRFLOW_CODEC_KEYS",
+            settings.home / "secrets.json",
+            settings.temporal_namespace,
+        )
+    return EncryptionCodec(parse_keys(settings.codec_keys))
+
+
+def _generated_for_home(settings: Settings) -> bool:
+    try:
+        stored = json.loads((settings.home / "secrets.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(stored, dict) and stored.get("codec_keys") == settings.codec_keys
 
 
 def data_converter(settings: Settings) -> DataConverter:

@@ -199,3 +199,14 @@ def test_dev_server_gives_its_ui_the_codec_endpoint(tmp_path: Path) -> None:
     assert cmd[cmd.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:8000/codec/ui/t"
     assert "--ui-codec-endpoint" not in DevServer(home=tmp_path, binary=Path("temporal")).command()
     assert "--ui-codec-endpoint" not in DevServer(home=tmp_path, binary=Path("temporal"), ui=False, ui_codec_endpoint="x").command()
+
+
+def test_a_cluster_deployment_on_generated_keys_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Separate API and worker machines would each generate their own key: say so at start.
+    cluster = Settings(_env_file=None, home=tmp_path / "h", temporal_address="temporal.prod:7233").with_home_secrets()
+    data_converter(cluster)
+    assert "NDRFLOW_CODEC_KEYS is not set" in caplog.text
+    caplog.clear()
+    data_converter(Settings(_env_file=None, home=tmp_path / "h2", temporal_address="temporal.prod:7233", codec_keys=format_keys([generate_key()])))
+    data_converter(Settings(_env_file=None, home=tmp_path / "h3"))  # local mode: generated keys are the point
+    assert "NDRFLOW_CODEC_KEYS" not in caplog.text
