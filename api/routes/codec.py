@@ -51,6 +51,9 @@ class CodecPayloads(BaseModel):
 # ---- who may call ------------------------------------------------------------------------------
 def ui_token(settings: Settings) -> str:
     """The dev UI's capability token: stable per secret key, useless for anything else."""
+    if not settings.secret_key:
+        # An empty key would make the token public knowledge.
+        raise ValueError("NDRFLOW_SECRET_KEY is empty: no codec capability URL without it")
     digest = hmac.new(settings.secret_key.encode(), b"ndrflow codec ui v1", hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:24]).decode()
 
@@ -100,7 +103,7 @@ def require_agent(request: Request, session: SessionDep, settings: SettingsDep) 
 
 
 def require_ui_token(token: str, request: Request, settings: SettingsDep) -> None:
-    if not hmac.compare_digest(token.encode(), ui_token(settings).encode()):
+    if not settings.secret_key or not hmac.compare_digest(token.encode(), ui_token(settings).encode()):
         raise HTTPException(404, "unknown codec endpoint", headers=cors_headers(request, settings))
 
 

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 
+import pytest
 from temporalio.api.common.v1 import Payload
 
 from api.routes.codec import codec_ui_endpoint, ui_token
@@ -81,6 +82,21 @@ def test_dev_ui_capability_url(api: Api) -> None:
     # A guessed token is "not found"; the token changes with the secret key.
     assert api.client.post("/codec/ui/guess/decode", json={"payloads": []}).status_code == 404
     assert ui_token(settings.model_copy(update={"secret_key": "other"})) != ui_token(settings)
+
+
+def test_no_capability_url_without_a_secret_key(api: Api) -> None:
+    settings = api.client.app.state.settings  # type: ignore[attr-defined]
+    empty = settings.model_copy(update={"secret_key": ""})
+    with pytest.raises(ValueError, match="SECRET_KEY"):
+        ui_token(empty)
+    # The token an empty key would give is refused too, should the key ever be blanked.
+    import base64 as b
+    import hashlib
+    import hmac
+
+    guess = b.urlsafe_b64encode(hmac.new(b"", b"ndrflow codec ui v1", hashlib.sha256).digest()[:24]).decode()
+    api.client.app.state.settings = empty  # type: ignore[attr-defined]
+    assert api.client.post(f"/codec/ui/{guess}/decode", json={"payloads": []}).status_code == 404
 
 
 def test_cors_allows_only_the_temporal_ui_origin(api: Api) -> None:
