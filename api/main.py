@@ -37,7 +37,7 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
 
     from api import errors, ratelimit
     from api.redaction import install_access_log_redaction
-    from api.routes import carriers, codec, health, merchants
+    from api.routes import agent_pages, agents, carriers, codec, health, merchants
 
     errors.install(app)
     ratelimit.install(app)  # last middleware added runs first: floods stop before anything else
@@ -45,5 +45,7 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.include_router(health.router)
     app.include_router(merchants.router)
     app.include_router(carriers.router)
+    app.include_router(agents.router)
+    app.include_router(agent_pages.router)
     app.include_router(codec.router)
     return app

@@ -33,14 +33,17 @@ class MenuOption:
     # Actions that make the option available (any of them): "change address or phone" is offered
     # when either update is allowed for the reason.
     requires: tuple[NdrAction, ...]
+    label: str = ""  # key in templates/labels.py LABELS[lang]["option"]
 
 
 MENU: tuple[MenuOption, ...] = (
-    MenuOption(1, "deliver_tomorrow", NdrAction.reattempt, (NdrAction.reattempt,)),
-    MenuOption(2, "pick_a_date", NdrAction.reschedule, (NdrAction.reschedule,)),
-    MenuOption(3, "change_address_or_phone", NdrAction.update_address, (NdrAction.update_address, NdrAction.update_phone)),
-    MenuOption(4, "cancel", NdrAction.rto, (NdrAction.rto,)),
-    MenuOption(5, "self_collect", NdrAction.hold_for_pickup, (NdrAction.hold_for_pickup,)),
+    MenuOption(1, "deliver_tomorrow", NdrAction.reattempt, (NdrAction.reattempt,), "reattempt"),
+    MenuOption(2, "pick_a_date", NdrAction.reschedule, (NdrAction.reschedule,), "reschedule"),
+    MenuOption(
+        3, "change_address_or_phone", NdrAction.update_address, (NdrAction.update_address, NdrAction.update_phone), "update_contact"
+    ),
+    MenuOption(4, "cancel", NdrAction.rto, (NdrAction.rto,), "rto"),
+    MenuOption(5, "self_collect", NdrAction.hold_for_pickup, (NdrAction.hold_for_pickup,), "hold_for_pickup"),
 )
 
 
@@ -53,7 +56,7 @@ def options_for(reason: NdrReason | str, allowed: tuple[NdrAction, ...] | None =
             if opt.number == 3 and NdrAction.update_address not in allowed:
                 # Only the phone can change: the option still reads "address or phone", but
                 # choosing it means a phone update.
-                opt = MenuOption(3, "change_phone", NdrAction.update_phone, opt.requires)
+                opt = MenuOption(3, "change_phone", NdrAction.update_phone, opt.requires, "update_phone")
             out.append(opt)
     return out
 

@@ -210,6 +210,11 @@ def _ready_panel(settings: Settings, stack: Any, keys: Any) -> Panel:
     grid.add_row("Health", f"{api}/healthz")
     if settings.embedded_temporal:  # local mode only, like the page itself
         grid.add_row("Outbox (messages)", f"{api}/dev/outbox")
+        grid.add_row("Agent dashboard", f"{api}/agent")
+        if stack.fake_carrier is not None:
+            grid.add_row("Fake carrier", f"{stack.fake_carrier.url}/_received  (every carrier API points here)")
+        if settings.twilio_auth_token:
+            grid.add_row("Twilio auth token", f"{settings.twilio_auth_token}  (signs inbound webhooks in local mode)")
     grid.add_row("Temporal UI", stack.temporal_ui_url)
     if stack.devserver is not None:
         grid.add_row("Temporal gRPC", f"{stack.devserver.address}  (namespace {settings.temporal_namespace})")
@@ -443,17 +448,17 @@ def temporal_setup() -> None:
     )
 
 
-# ---- HOOK POINTS (lead) -----------------------------------------------------------------------
-# Other areas register their commands on `app` here, keeping this file the single entry point:
-#
-#   from carriers.fake import cli as fake_carrier_cli      # `ndrflow fake-carrier --port P ...`
-#   app.command("fake-carrier")(fake_carrier_cli.run)
-#
-#   from ndrflow.demo import run_demo                       # `ndrflow demo --api URL ...`
-#   app.command("demo")(run_demo)
-#
-# Import inside the command function when the module pulls heavy dependencies, so `ndrflow keys`
-# stays fast.
+# ---- other areas' commands ---------------------------------------------------------------------
+@app.command("fake-carrier")
+def fake_carrier(
+    port: int = typer.Option(8089, "--port", help="port on 127.0.0.1"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback unless you mean it)"),
+) -> None:
+    """Serve the fake carrier: every adapter's NDR and tracking endpoints, GET /_received,
+    POST /_faults, POST /_emit (tests, demo and benchmarks use it)."""
+    from carriers.fake.server import serve
+
+    serve(host=host, port=port)
 
 
 if __name__ == "__main__":

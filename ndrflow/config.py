@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1024 * 1024)
 
+    # Local mode serves the fake carrier (every carrier API points at it); 0 = a free port.
+    fake_carrier_port: int = 0
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

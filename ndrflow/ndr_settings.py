@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +22,18 @@ class NdrSettings(BaseSettings):
     case_page_csrf_max_age_s: int = 2 * 3600
     # Reattempt dates the carrier accepts: tomorrow .. +N days.
     reattempt_max_days: int = 6
+    # The merchants' default rules when nobody answers (domain/ndr_rules.py format), as JSON:
+    # {"*": [rules for everyone], "acme": [rules for acme]}. Empty: the built-in defaults
+    # (reattempt on attempts 1 and 2, return to origin after the 3rd).
+    ndr_rules: str = ""
+
+    def rules_for(self, merchant_id: str) -> list[dict[str, Any]]:
+        if not self.ndr_rules.strip():
+            return []
+        data = json.loads(self.ndr_rules)
+        if isinstance(data, list):
+            return list(data)
+        return list(data.get(merchant_id) or data.get("*") or [])
 
 
 @lru_cache

@@ -28,7 +28,7 @@ from ndrflow.config import Settings
 from ndrflow.devserver import DevServer, port_is_free
 from ndrflow.migrate import migrate_locked
 from ndrflow.temporal import connect
-from ndrflow.worker import ACTIVITY_THREADS, build_worker
+from ndrflow.worker import ACTIVITY_THREADS, build_notify_worker, build_worker
 from store.db import engine_for
 
 log = logging.getLogger("ndrflow")
@@ -87,6 +87,7 @@ class Stack:
     run_api: bool = True
     migrate: bool = True
     run_worker: bool = True
+    run_notify_worker: bool = True
     extra_activities: Sequence[Callable[..., Any]] = ()
     worker_options: dict[str, Any] = field(default_factory=dict)
     api_log_level: str = "info"
@@ -96,7 +97,12 @@ class Stack:
     client: Client | None = field(default=None, init=False)
     engine: Engine | None = field(default=None, init=False)
     worker: Worker | None = field(default=None, init=False)
+    notify_worker: Worker | None = field(default=None, init=False)
     server: uvicorn.Server | None = field(default=None, init=False)
+    # Local mode serves the fake carrier too and points every carrier API at it, so the whole
+    # NDR story works offline; production uses the carriers configured in the environment.
+    fake_carrier: Any = field(default=None, init=False)
+    carrier_settings: Any = field(default=None, init=False)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _lock: HomeLock | None = field(default=None, init=False)
     _executor: ThreadPoolExecutor | None = field(default=None, init=False)
@@ -150,6 +156,16 @@ class Stack:
             self.client = await connect(s)
             await self._check_search_attributes()
 
+        from carriers.settings import CarrierSettings
+
+        self.carrier_settings = CarrierSettings()
+        if s.embedded_temporal:
+            from carriers.fake.server import FakeCarrierServer
+
+            self.fake_carrier = FakeCarrierServer(port=s.fake_carrier_port)
+            await asyncio.to_thread(self.fake_carrier.start)
+            self.carrier_settings = self.carrier_settings.pointing_at(self.fake_carrier.url)
+
         if self.run_worker:
             options = dict(self.worker_options)
             threads = options.get("max_concurrent_activities", ACTIVITY_THREADS) + options.get(
@@ -162,14 +178,18 @@ class Stack:
                 self.engine,
                 extra_activities=self.extra_activities,
                 activity_executor=self._executor,
+                carrier_settings=self.carrier_settings,
                 **options,
             )
             self._tasks["worker"] = asyncio.create_task(self._run_worker(), name="ndrflow-worker")
+            if self.run_notify_worker:
+                self.notify_worker = build_notify_worker(self.client, s, self.engine)
+                self._tasks["notify-worker"] = asyncio.create_task(self._run_notify_worker(), name="ndrflow-notify-worker")
 
         if self.run_api:
             from api.main import create_app
 
-            app = create_app(s, temporal=self.client)
+            app = create_app(s, temporal=self.client, carrier_settings=self.carrier_settings)
             config = uvicorn.Config(
                 app,
                 host=s.api_host,
@@ -218,6 +238,13 @@ class Stack:
         except Exception as exc:
             raise StackError(f"the worker stopped: {exc}") from exc
 
+    async def _run_notify_worker(self) -> None:
+        assert self.notify_worker is not None
+        try:
+            await self.notify_worker.run()
+        except Exception as exc:
+            raise StackError(f"the notify worker stopped: {exc}") from exc
+
     async def _run_api(self) -> None:
         assert self.server is not None
         try:
@@ -255,6 +282,17 @@ class Stack:
                 errors.append(exc)
         if worker is not None:
             errors += await _finish(worker, timeout=5)
+        notify = self._tasks.pop("notify-worker", None)
+        if self.notify_worker is not None and notify is not None and not notify.done():
+            try:
+                await asyncio.wait_for(self.notify_worker.shutdown(), timeout=15)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if notify is not None:
+            errors += await _finish(notify, timeout=5)
+        if self.fake_carrier is not None:
+            await asyncio.to_thread(self.fake_carrier.stop)
+            self.fake_carrier = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

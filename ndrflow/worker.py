@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from ndrflow.config import Settings
+from workflows.sandbox import workflow_runner
 
 # Threads for sync activities. Most are short store writes; providers' HTTP calls (Twilio,
 # SendGrid, carriers) also block a thread for up to their timeout, hence more than cores.
@@ -28,17 +29,56 @@ def all_workflows() -> list[type]:
     return [ShipmentWorkflow]
 
 
-def all_activities(settings: Settings, engine: Engine) -> list[Callable[..., Any]]:
-    """Every activity callable the worker registers (local activities included: a workflow may
-    only run a local activity its own worker registered)."""
+def all_activities(settings: Settings, engine: Engine, carrier_settings: Any = None) -> list[Callable[..., Any]]:
+    """Every activity callable the main worker registers (local activities included: a workflow
+    may only run a local activity its own worker registered). Message sends run on their own
+    rate-limited task queue: see `notify_worker`."""
+    from activities.attention import AttentionActivities
+    from activities.instruct import InstructActivities
+    from activities.ndr_routes import NdrRouteActivities
+    from activities.poll import PollActivities
     from activities.readmodel import ReadModelActivities
+    from carriers.settings import CarrierSettings
+    from ndrflow.ndr_settings import get_ndr_settings
 
+    carrier_settings = carrier_settings or CarrierSettings()
     readmodel = ReadModelActivities(engine)
-    activities: list[Callable[..., Any]] = [readmodel.sync_read_model]
-    # ---- HOOK (lead): other areas' activities go here, e.g.
-    # notify = NotifyActivities(settings, engine, channels.registry(settings)); activities += [notify.send_notification]
-    # instruct = InstructActivities(settings, engine, carriers.registry(settings)); activities += [instruct.forward_instruction]
-    return activities
+    instruct = InstructActivities(engine, carrier_settings, send_email=ops_email_sender(settings, engine))
+    poll = PollActivities(carrier_settings)
+    routes = NdrRouteActivities(engine, inbound_email_domain=get_ndr_settings().inbound_email_domain)
+    attention = AttentionActivities(engine)
+    return [
+        readmodel.sync_read_model,
+        instruct.send_carrier_instruction,
+        instruct.email_carrier_ops,
+        poll.poll_carrier_tracking,
+        routes.open_reply_route,
+        routes.close_reply_route,
+        attention.record_attention,
+    ]
+
+
+def ops_email_sender(settings: Settings, engine: Engine) -> Callable[[str, str, str], None]:
+    """The carrier-operations fallback email goes through the email channel (SendGrid, or the
+    local outbox when no SendGrid key is configured)."""
+    from channels.base import OutboundMessage
+    from channels.registry import ChannelRegistry
+    from channels.settings import ChannelSettings
+
+    channel_settings = ChannelSettings()
+    registry = ChannelRegistry(channel_settings)
+
+    def send(to: str, subject: str, text: str) -> None:
+        import hashlib
+
+        key = "ops:" + hashlib.sha256(f"{to}\x1f{subject}\x1f{text}".encode()).hexdigest()[:32]
+        registry.provider("email").send(
+            OutboundMessage(key=key, shipment_id="", channel="email", purpose="carrier_ops", locale="en", to=to, body=text, subject=subject),
+            channel_settings,
+            engine,
+        )
+
+    return send
 
 
 def build_worker(
@@ -48,6 +88,7 @@ def build_worker(
     *,
     extra_activities: Sequence[Callable[..., Any]] = (),
     activity_executor: ThreadPoolExecutor | None = None,
+    carrier_settings: Any = None,
     **worker_options: Any,
 ) -> Worker:
     """A worker on `settings.temporal_task_queue` with every workflow and activity.
@@ -57,7 +98,7 @@ def build_worker(
     (tuning: max_concurrent_*, max_cached_workflows, workflow_runner, ...).
     """
     by_name: dict[str, Callable[..., Any]] = {}
-    for fn in [*all_activities(settings, engine), *extra_activities]:
+    for fn in [*all_activities(settings, engine, carrier_settings), *extra_activities]:
         by_name[_activity_name(fn)] = fn
     worker_options.setdefault("max_concurrent_activities", ACTIVITY_THREADS)
     worker_options.setdefault("max_concurrent_local_activities", ACTIVITY_THREADS)
@@ -68,6 +109,7 @@ def build_worker(
         + worker_options["max_concurrent_local_activities"],
         thread_name_prefix="activity",
     )
+    worker_options.setdefault("workflow_runner", workflow_runner())
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -85,3 +127,12 @@ def _activity_name(fn: Callable[..., Any]) -> str:
     if defn is None or defn.name is None:
         raise ValueError(f"{fn!r} is not an @activity.defn with a name")
     return defn.name
+
+
+def build_notify_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
+    """The provider-send worker: its own task queue with `max_task_queue_activities_per_second`,
+    which the server enforces across every worker polling it (provider rate limits hold)."""
+    from activities.notify import notify_worker
+    from channels.settings import ChannelSettings
+
+    return notify_worker(client, engine, ChannelSettings(), task_queue=task_queue)

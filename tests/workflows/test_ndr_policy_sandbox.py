@@ -4,6 +4,7 @@ A minimal stand-in workflow, not ShipmentWorkflow (the lead wires the real one).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -33,6 +34,10 @@ class NdrCaseProbe:
         await workflow.wait_condition(lambda: self.done)
         return self.cases
 
+    @workflow.query
+    def case_count(self) -> int:
+        return len(self.cases)
+
     @workflow.update(name=CUSTOMER_REPLY)
     def customer_reply(self, inp: CustomerReplyInput) -> CustomerReplyResult:
         case = P.find_case(self.cases, inp.attempt)
@@ -55,6 +60,12 @@ async def test_policy_in_the_sandbox_with_real_payloads(time_env, task_queue):  
     async with Worker(client, task_queue=task_queue, workflows=[NdrCaseProbe]):
         handle = await client.start_workflow(NdrCaseProbe.run, "payment_issue", id=f"probe-{uuid.uuid4()}", task_queue=task_queue,
                                              execution_timeout=timedelta(minutes=5))
+        # An update can reach the validator before run() has opened the case, and is then refused
+        # ("there is no NDR case for attempt 1"): wait until the case exists.
+        for _ in range(200):
+            if await handle.query(NdrCaseProbe.case_count):
+                break
+            await asyncio.sleep(0.01)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(CUSTOMER_REPLY, CustomerReplyInput(
                 attempt=1, channel="sms", received_at="2026-11-26T09:30:00+00:00", kind="address", action="update_address",

@@ -1,0 +1,1 @@
+"""Templates and stylesheet of the support agents' dashboard (a package so they ship in wheels)."""
