@@ -11,11 +11,15 @@ audience so the authenticated code paths are exercised, not only the 401.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import (
@@ -25,19 +29,19 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlmodel import Session
 
-from tests.api.conftest import Api
-from tests.api.routes.test_merchants import BODY
-from workflows.messages import ShipmentState
+from api.main import create_app
+from carriers.settings import CarrierSettings
+from ndrflow.config import Settings
+from store import keys
+from tests.api.agent_fakes import FakeAgentTemporal
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance, response_headers_conformance]
 
 
 def _operations() -> list[tuple[str, str]]:
     """(method, path) of every documented operation, read from the app's own OpenAPI document."""
-    from api.main import create_app
-    from ndrflow.config import Settings
-
     app = create_app(Settings(_env_file=None, home=".ndrflow-openapi", database_url="sqlite://", secret_key="x"), temporal=object())  # type: ignore[arg-type]
     doc = app.openapi()
     return [(m.upper(), p) for p, item in doc["paths"].items() for m in item if m in ("get", "post", "put", "patch", "delete")]
@@ -46,28 +50,44 @@ def _operations() -> list[tuple[str, str]]:
 OPERATIONS = _operations()
 
 
+@dataclass
+class Fuzz:
+    client: TestClient
+    temporal: FakeAgentTemporal
+    shipment_id: str
+    merchant_key: str
+    carrier_key: str
+    agent_key: str
+
+
 @pytest.fixture
-def fuzz_api(api: Api) -> Api:
-    # A registered shipment so reads can find something (and merchant isolation is in play).
-    r = api.client.post("/v1/shipments", json=BODY, headers=api.auth(api.merchant_key))
-    assert r.status_code == 201, r.text
-    api.shipment_id = r.json()["shipment_id"]  # type: ignore[attr-defined]
-    api.temporal.states[r.json()["workflow_id"]] = ShipmentState(shipment_id=r.json()["shipment_id"])
+def fuzz_api(database_url: str, tmp_path: Path) -> Fuzz:
+    """The real app with the agents' fake Temporal (visibility, queries, updates, starts), one
+    running shipment of merchant acme, and a key per scope."""
+    settings = Settings(_env_file=None, home=tmp_path / "home", database_url=database_url, secret_key="fuzz-secret")
+    fake = FakeAgentTemporal()
+    carrier_settings = CarrierSettings(_env_file=None, generic_webhook_secret="generic-secret")
+    app = create_app(settings, temporal=fake, carrier_settings=carrier_settings)  # type: ignore[arg-type]
     # Fuzzing must not trip the public-endpoint rate limiter (tested in tests/security).
-    api.client.app.state.rate_limiter.enabled = False  # type: ignore[attr-defined]
+    app.state.rate_limiter.enabled = False
 
     async def healthy() -> bool:
         return True
 
-    api.temporal.service_client = SimpleNamespace(check_health=healthy)  # type: ignore[attr-defined]
-    return api
+    fake.service_client = SimpleNamespace(check_health=healthy)  # type: ignore[attr-defined]
+    row = fake.add(app.state.engine, merchant="acme", tracking="TRK1001", reason="no_tracking_update", since=datetime.now(UTC))
+    with Session(app.state.engine) as s:
+        mk = keys.create_key(s, scope="merchant", merchant_id="acme")
+        ck = keys.create_key(s, scope="carrier", carrier="generic")
+        ak = keys.create_key(s, scope="agent")
+    return Fuzz(TestClient(app), fake, row.shipment_id, mk, ck, ak)
 
 
-def key_for(api: Api, method: str, path: str) -> str:
+def key_for(api: Fuzz, method: str, path: str) -> str:
     """The key an honest client of this operation holds."""
-    if path.startswith("/v1/carriers/"):
+    if path.startswith("/v1/carriers/") and path != "/v1/carriers/unknown-codes":
         return api.carrier_key
-    if path.startswith("/codec/"):
+    if path.startswith(("/codec/", "/v1/cases")) or path == "/v1/carriers/unknown-codes" or path.endswith(("/timeline", "/actions")):
         return api.agent_key
     if method == "GET" and path.startswith("/v1/shipments/"):
         return api.agent_key  # reads any merchant's shipment: the widest view
@@ -75,7 +95,7 @@ def key_for(api: Api, method: str, path: str) -> str:
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
-def test_api_answers_every_generated_request_as_documented(method: str, path: str, fuzz_api: Api) -> None:
+def test_api_answers_every_generated_request_as_documented(method: str, path: str, fuzz_api: Fuzz) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_api.client.app)
     operation = schema[path][method]
     auth = {"Authorization": f"Bearer {key_for(fuzz_api, method, path)}"}

@@ -13,6 +13,7 @@ import shutil
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from ndrflow.devserver import DevServer, free_port
 from ndrflow.temporal import connect
 from store.db import migrate
 from tests.workflows.record_histories import Journey, fake_activities
-from workflows.messages import RegisterInput
+from workflows.sandbox import workflow_runner
 from workflows.shipment import ShipmentWorkflow
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,6 +37,13 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"), reason="Debian chromium is not installed"),
 ]
+
+
+class _RealClock:
+    """The journey helpers ask their environment for the time; against the dev server it is now."""
+
+    async def get_current_time(self) -> datetime:
+        return datetime.now(UTC)
 
 
 async def test_temporal_ui_decodes_payloads_through_the_codec_server(tmp_path: Path) -> None:
@@ -55,10 +63,11 @@ async def test_temporal_ui_decodes_payloads_through_the_codec_server(tmp_path: P
         client = await connect(settings, address=dev.address)
         server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal=client), log_level="warning", lifespan="on"))
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        j = Journey(client=client, task_queue=f"tq-{uuid.uuid4()}", shipment_id=f"shp_ui_{uuid.uuid4().hex[:8]}")
-        with ThreadPoolExecutor(2) as pool:
-            async with Worker(client, task_queue=j.task_queue, workflows=[ShipmentWorkflow], activities=fake_activities(), activity_executor=pool):
-                handle = await j.start("register", RegisterInput(profile=j.profile(), registered_at="2026-11-26T10:00:00.000000Z"))
+        j = Journey(env=_RealClock(), client=client, task_queue=f"tq-{uuid.uuid4()}", shipment_id=f"shp_ui_{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
+        with ThreadPoolExecutor(4) as pool:
+            async with Worker(client, task_queue=j.task_queue, workflows=[ShipmentWorkflow], activities=fake_activities(j.fakes),
+                              activity_executor=pool, workflow_runner=workflow_runner()):
+                handle = await j.start()
                 await j.until(lambda s: s.profile is not None, "registration")
         run_id = (await handle.describe()).run_id
         # The input is sealed in history: nothing readable without the codec.
