@@ -34,6 +34,13 @@ def call(api: Api, what: str, key: str | None, shipment_id: str = "") -> int:
         return api.client.post("/v1/carriers/generic/events", json=EVENTS, headers=headers).status_code
     if what == "codec":
         return api.client.post("/codec/decode", json=CODEC, headers=headers).status_code
+    if what == "timeline":
+        return api.client.get(f"/v1/shipments/{shipment_id}/timeline", headers=headers).status_code
+    if what == "action":
+        body = {"action": "note", "reason": "called the customer"}
+        return api.client.post(f"/v1/shipments/{shipment_id}/actions", json=body, headers=headers).status_code
+    if what == "cases":
+        return api.client.get("/v1/cases?needs_attention=true", headers=headers).status_code
     raise AssertionError(what)
 
 
@@ -43,6 +50,10 @@ MATRIX = {
     ("read", None): 401, ("read", "merchant"): 200, ("read", "other"): 404, ("read", "carrier"): 403, ("read", "agent"): 200,
     ("events", None): 401, ("events", "merchant"): 403, ("events", "other"): 403, ("events", "carrier"): 202, ("events", "agent"): 403,
     ("codec", None): 401, ("codec", "merchant"): 403, ("codec", "other"): 403, ("codec", "carrier"): 403, ("codec", "agent"): 200,
+    ("timeline", None): 401, ("timeline", "merchant"): 200, ("timeline", "other"): 404, ("timeline", "carrier"): 403, ("timeline", "agent"): 200,
+    # Agent-only endpoints: the agent paths themselves are exercised in tests/api/routes/test_agents.py.
+    ("action", None): 401, ("action", "merchant"): 403, ("action", "other"): 403, ("action", "carrier"): 403,
+    ("cases", None): 401, ("cases", "merchant"): 403, ("cases", "other"): 403, ("cases", "carrier"): 403,
 }
 
 
