@@ -57,10 +57,14 @@ MATRIX = {
 }
 
 
-@pytest.mark.parametrize(("what", "role"), list(MATRIX), ids=[f"{w}-{r}" for w, r in MATRIX])
-def test_scope_matrix(api: Api, registered: str, what: str, role: str | None) -> None:
-    key = {None: None, "merchant": api.merchant_key, "other": api.other_merchant_key, "carrier": api.carrier_key, "agent": api.agent_key}[role]
-    assert call(api, what, key, registered) == MATRIX[(what, role)]
+ENDPOINTS = sorted({w for w, _ in MATRIX})
+
+
+@pytest.mark.parametrize("what", ENDPOINTS)
+def test_scope_matrix(api: Api, registered: str, what: str) -> None:
+    keys_by_role = {None: None, "merchant": api.merchant_key, "other": api.other_merchant_key, "carrier": api.carrier_key, "agent": api.agent_key}
+    got = {role: call(api, what, keys_by_role[role], registered) for (w, role) in MATRIX if w == what}
+    assert got == {role: code for (w, role), code in MATRIX.items() if w == what}
 
 
 def test_another_merchants_shipment_is_indistinguishable_from_a_missing_one(api: Api, registered: str) -> None:
