@@ -18,6 +18,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The benchmark's extras (matplotlib for the plot, py-spy for PROFILE=1), installed on first use.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+# `make bench` (full, at most 10 minutes), `make bench QUICK=1` (at most 2 minutes),
+# PROFILE=1 also samples both workers with py-spy. Results: bench/results/latest.{json,png}.
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(PROFILE),--profile,)
+
 run: $(STAMP)
 	$(BIN)/ndrflow up $(ARGS)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.events import CarrierEvent, normalise_time
@@ -45,8 +45,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ids import shipment_id_from_workflow_id
     from workflows.messages import (
         AGENT_ACTION,
+        AGENT_ACTIONS,
         CLOSE_REPLY_ROUTE,
         CUSTOMER_REPLY,
+        INVALID_AGENT_ACTION,
         OPEN_REPLY_ROUTE,
         RECORD_ATTENTION,
         SEND_NOTIFICATION,
@@ -159,7 +161,8 @@ class ShipmentWorkflow:
         now = workflow.now()
         detail = self._apply_agent_action(inp, now)
         self._timeline(normalise_time(now), "agent_action", f"{inp.agent}: {inp.action}" + (f" ({inp.reason})" if inp.reason else ""),
-                       agent=inp.agent, action=inp.action, reason=inp.reason, requested_date=inp.requested_date, until=inp.until)
+                       agent=inp.agent, action=inp.action, reason=inp.reason, requested_date=inp.requested_date, until=inp.until,
+                       action_id=inp.action_id or None)
         self._dirty = True
         return AgentActionResult(True, detail, st.needs_attention, st.attention_reason)
 
@@ -167,7 +170,11 @@ class ShipmentWorkflow:
     def _validate_agent_action(self, inp: AgentActionInput) -> None:
         error = _agent_action_error(self._st(), inp)
         if error:
-            raise ValueError(error)
+            bad_input, message = error
+            if bad_input:
+                # The API answers 422 for bad input, 409 for a state the action does not fit.
+                raise ApplicationError(message, type=INVALID_AGENT_ACTION)
+            raise ValueError(message)
 
     @workflow.query
     def state(self) -> ShipmentState:
@@ -749,40 +756,39 @@ ATTN_CHANNELS = "channels_failed"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
 
 
-def _agent_action_error(st: ShipmentState, inp: AgentActionInput) -> str | None:
-    from workflows.messages import AGENT_ACTIONS
-
+def _agent_action_error(st: ShipmentState, inp: AgentActionInput) -> tuple[bool, str] | None:
+    """(is_bad_input, message) when the action is refused."""
     if inp.action not in AGENT_ACTIONS:
-        return f"unknown action {inp.action!r}; one of {', '.join(AGENT_ACTIONS)}"
+        return True, f"unknown action {inp.action!r}; one of {', '.join(AGENT_ACTIONS)}"
     if not inp.agent:
-        return "agent is required"
-    if inp.action in ("reattempt", "reschedule", "update_address", "rto"):
-        if st.profile is None:
-            return "the shipment is not registered yet"
-        if parse_milestone(st.status) in TERMINAL_MILESTONES:
-            return f"the shipment is {st.status}; nothing to instruct"
+        return True, "agent is required"
     if inp.action == "reschedule":
         if not inp.requested_date:
-            return "reschedule needs requested_date (YYYY-MM-DD)"
+            return True, "reschedule needs requested_date (YYYY-MM-DD)"
         try:
             datetime.strptime(inp.requested_date, "%Y-%m-%d")
         except ValueError:
-            return f"requested_date must be YYYY-MM-DD, got {inp.requested_date!r}"
+            return True, f"requested_date must be YYYY-MM-DD, got {inp.requested_date!r}"
     if inp.action == "update_address" and not (inp.address or inp.phone):
-        return "update_address needs address or phone"
+        return True, "update_address needs address or phone"
+    if inp.action == "note" and not inp.reason.strip():
+        return True, "a note needs text (reason)"
     if inp.action == "snooze":
         if not inp.until:
-            return "snooze needs until (ISO-8601 time)"
+            return True, "snooze needs until (ISO-8601 time)"
         try:
             _parse(inp.until)
         except ValueError:
-            return f"until is not an ISO-8601 time: {inp.until!r}"
-        if not st.needs_attention:
-            return "nothing to snooze: the shipment does not need attention"
+            return True, f"until is not an ISO-8601 time: {inp.until!r}"
+    if inp.action in ("reattempt", "reschedule", "update_address", "rto"):
+        if st.profile is None:
+            return False, "the shipment is not registered yet"
+        if parse_milestone(st.status) in TERMINAL_MILESTONES:
+            return False, f"the shipment is {st.status}; nothing to instruct"
+    if inp.action == "snooze" and not st.needs_attention:
+        return False, "nothing to snooze: the shipment does not need attention"
     if inp.action == "resolve" and not st.needs_attention:
-        return "nothing to resolve: the shipment does not need attention"
-    if inp.action == "note" and not inp.reason.strip():
-        return "a note needs text (reason)"
+        return False, "nothing to resolve: the shipment does not need attention"
     return None
 
 
