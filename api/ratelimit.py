@@ -93,7 +93,9 @@ class RateLimitSettings(BaseSettings):
 class TokenBuckets:
     """One bucket per key: `take(key)` spends a token or says how long until one is back."""
 
-    def __init__(self, limit: Limit, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 50_000) -> None:
+    def __init__(
+        self, limit: Limit, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 50_000
+    ) -> None:
         self.limit = limit
         self.clock = clock
         self.max_keys = max_keys
@@ -130,7 +132,9 @@ class RateLimiter:
             group: TokenBuckets(limit, clock=clock, max_keys=self.settings.rate_limit_max_clients)
             for group, limit in self.settings.limits().items()
         }
-        self._proxies = [ipaddress.ip_network(p, strict=False) for p in self.settings.rate_limit_trusted_proxies]
+        self._proxies = [
+            ipaddress.ip_network(p, strict=False) for p in self.settings.rate_limit_trusted_proxies
+        ]
         self._warned: set[tuple[str, str]] = set()
 
     def group_for(self, method: str, path: str) -> str | None:
@@ -205,7 +209,9 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def install(app: FastAPI, settings: RateLimitSettings | None = None, *, clock: Callable[[], float] = time.monotonic) -> RateLimiter:
+def install(
+    app: FastAPI, settings: RateLimitSettings | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> RateLimiter:
     """Add the middleware (call after other middlewares so it runs first) and keep the limiter
     on `app.state.rate_limiter` for the `rate_limit()` dependency."""
     limiter = RateLimiter(settings, clock=clock)

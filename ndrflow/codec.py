@@ -79,7 +79,7 @@ def parse_keys(value: str) -> list[CodecKey]:
         except json.JSONDecodeError as exc:
             raise CodecError(f"NDRFLOW_CODEC_KEYS is not a valid JSON list: {exc.msg}") from None
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise CodecError("NDRFLOW_CODEC_KEYS as JSON must be a list of \"kid:base64key\" strings")
+            raise CodecError('NDRFLOW_CODEC_KEYS as JSON must be a list of "kid:base64key" strings')
     else:
         items = [i for i in re.split(r"[,\s]+", text) if i]
     keys: list[CodecKey] = []
@@ -185,7 +185,9 @@ def converter_for(codec: PayloadCodec | None) -> DataConverter:
     encoded attribute so an activity error quoting a phone number is sealed too."""
     if codec is None:
         return DataConverter.default
-    return DataConverter(payload_codec=codec, failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+    return DataConverter(
+        payload_codec=codec, failure_converter_class=DefaultFailureConverterWithEncodedAttributes
+    )
 
 
 def codec_for(settings: Settings) -> EncryptionCodec:

@@ -92,14 +92,18 @@ def require_agent(request: Request, session: SessionDep, settings: SettingsDep) 
     headers = {**cors_headers(request, settings), "WWW-Authenticate": "Bearer"}
     scheme, _, credentials = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
-        raise HTTPException(401, "the codec server needs an agent key: send `Authorization: Bearer <key>`", headers=headers)
+        raise HTTPException(
+            401, "the codec server needs an agent key: send `Authorization: Bearer <key>`", headers=headers
+        )
     from store.keys import authenticate
 
     key = authenticate(session, credentials.strip())
     if key is None:
         raise HTTPException(401, "invalid or revoked API key", headers=headers)
     if key.scope != "agent":
-        raise HTTPException(403, f"a {key.scope} key cannot use the codec server (needs agent)", headers=headers)
+        raise HTTPException(
+            403, f"a {key.scope} key cannot use the codec server (needs agent)", headers=headers
+        )
 
 
 def require_ui_token(token: str, request: Request, settings: SettingsDep) -> None:
@@ -108,7 +112,9 @@ def require_ui_token(token: str, request: Request, settings: SettingsDep) -> Non
 
 
 # ---- the protocol --------------------------------------------------------------------------------
-async def _convert(op: Operation, body: CodecPayloads, codec: EncryptionCodec, request: Request, settings: Settings) -> Response:
+async def _convert(
+    op: Operation, body: CodecPayloads, codec: EncryptionCodec, request: Request, settings: Settings
+) -> Response:
     headers = cors_headers(request, settings)
     try:
         message = json_format.ParseDict(body.model_dump(), Payloads(), ignore_unknown_fields=True)
@@ -148,7 +154,9 @@ async def convert(op: Operation, body: CodecPayloads, request: Request, settings
     include_in_schema=False,
     dependencies=[Depends(require_ui_token)],
 )
-async def convert_for_ui(op: Operation, body: CodecPayloads, request: Request, settings: SettingsDep) -> Response:
+async def convert_for_ui(
+    op: Operation, body: CodecPayloads, request: Request, settings: SettingsDep
+) -> Response:
     return await _convert(op, body, _codec(request, settings), request, settings)
 
 
@@ -157,4 +165,3 @@ async def preflight(path: str, request: Request, settings: SettingsDep) -> Respo
     headers = cors_headers(request, settings)
     # An origin we do not know gets no CORS headers: the browser then refuses the real request.
     return Response(status_code=204 if headers else 403, headers=headers)
-

@@ -37,14 +37,28 @@ from ndrflow.config import Settings
 from store import keys
 from tests.api.agent_fakes import FakeAgentTemporal
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance, response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 
 
 def _operations() -> list[tuple[str, str]]:
     """(method, path) of every documented operation, read from the app's own OpenAPI document."""
-    app = create_app(Settings(_env_file=None, home=".ndrflow-openapi", database_url="sqlite://", secret_key="x"), temporal=object())  # type: ignore[arg-type]
+    app = create_app(
+        Settings(_env_file=None, home=".ndrflow-openapi", database_url="sqlite://", secret_key="x"),
+        temporal=object(),
+    )  # type: ignore[arg-type]
     doc = app.openapi()
-    return [(m.upper(), p) for p, item in doc["paths"].items() for m in item if m in ("get", "post", "put", "patch", "delete")]
+    return [
+        (m.upper(), p)
+        for p, item in doc["paths"].items()
+        for m in item
+        if m in ("get", "post", "put", "patch", "delete")
+    ]
 
 
 OPERATIONS = _operations()
@@ -64,7 +78,9 @@ class Fuzz:
 def fuzz_api(database_url: str, tmp_path: Path) -> Fuzz:
     """The real app with the agents' fake Temporal (visibility, queries, updates, starts), one
     running shipment of merchant acme, and a key per scope."""
-    settings = Settings(_env_file=None, home=tmp_path / "home", database_url=database_url, secret_key="fuzz-secret")
+    settings = Settings(
+        _env_file=None, home=tmp_path / "home", database_url=database_url, secret_key="fuzz-secret"
+    )
     fake = FakeAgentTemporal()
     carrier_settings = CarrierSettings(_env_file=None, generic_webhook_secret="generic-secret")
     app = create_app(settings, temporal=fake, carrier_settings=carrier_settings)  # type: ignore[arg-type]
@@ -75,7 +91,13 @@ def fuzz_api(database_url: str, tmp_path: Path) -> Fuzz:
         return True
 
     fake.service_client = SimpleNamespace(check_health=healthy)  # type: ignore[attr-defined]
-    row = fake.add(app.state.engine, merchant="acme", tracking="TRK1001", reason="no_tracking_update", since=datetime.now(UTC))
+    row = fake.add(
+        app.state.engine,
+        merchant="acme",
+        tracking="TRK1001",
+        reason="no_tracking_update",
+        since=datetime.now(UTC),
+    )
     with Session(app.state.engine) as s:
         mk = keys.create_key(s, scope="merchant", merchant_id="acme")
         ck = keys.create_key(s, scope="carrier", carrier="generic")
@@ -87,7 +109,11 @@ def key_for(api: Fuzz, method: str, path: str) -> str:
     """The key an honest client of this operation holds."""
     if path.startswith("/v1/carriers/") and path != "/v1/carriers/unknown-codes":
         return api.carrier_key
-    if path.startswith(("/codec/", "/v1/cases")) or path == "/v1/carriers/unknown-codes" or path.endswith(("/timeline", "/actions")):
+    if (
+        path.startswith(("/codec/", "/v1/cases"))
+        or path == "/v1/carriers/unknown-codes"
+        or path.endswith(("/timeline", "/actions"))
+    ):
         return api.agent_key
     if method == "GET" and path.startswith("/v1/shipments/"):
         return api.agent_key  # reads any merchant's shipment: the widest view
@@ -101,7 +127,12 @@ def test_api_answers_every_generated_request_as_documented(method: str, path: st
     auth = {"Authorization": f"Bearer {key_for(fuzz_api, method, path)}"}
 
     @given(case=operation.as_strategy(), steer=st.booleans())
-    @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "30")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=int(os.environ.get("FUZZ_EXAMPLES", "30")),
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
     def fuzz(case: Any, steer: bool) -> None:
         # Random ids and merchants mostly hit 403/404; steering half the cases onto what exists
         # lets the accepted paths be fuzzed too (bodies stay generated).
@@ -109,7 +140,9 @@ def test_api_answers_every_generated_request_as_documented(method: str, path: st
             if path == "/v1/shipments" and isinstance(case.body, dict):
                 case.body["merchant_id"] = "acme"
                 if isinstance(case.body.get("customer"), dict) and isinstance(case.body.get("address"), dict):
-                    case.body["customer"]["phone"] = "+91 98765 43210"  # random digits are never a valid number
+                    case.body["customer"]["phone"] = (
+                        "+91 98765 43210"  # random digits are never a valid number
+                    )
                     case.body["address"]["country"] = "IN"
             if "shipment_id" in (case.path_parameters or {}):
                 case.path_parameters["shipment_id"] = fuzz_api.shipment_id

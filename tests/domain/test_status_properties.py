@@ -66,20 +66,38 @@ def run(batches: list[list[CarrierEvent]]) -> Machine:
 
 
 def event(milestone: Milestone, at: str, event_id: str | None) -> CarrierEvent:
-    return CarrierEvent(carrier="generic", tracking_number="T1", milestone=milestone.value, occurred_at=at, event_id=event_id, raw_code=milestone.value.upper())
+    return CarrierEvent(
+        carrier="generic",
+        tracking_number="T1",
+        milestone=milestone.value,
+        occurred_at=at,
+        event_id=event_id,
+        raw_code=milestone.value.upper(),
+    )
 
 
 # Small id and time pools so duplicates and ties are common, not lucky.
-any_event = st.builds(event, st.sampled_from(MILESTONES), st.sampled_from(TIMES), st.one_of(st.none(), st.sampled_from([f"e{i}" for i in range(6)])))
+any_event = st.builds(
+    event,
+    st.sampled_from(MILESTONES),
+    st.sampled_from(TIMES),
+    st.one_of(st.none(), st.sampled_from([f"e{i}" for i in range(6)])),
+)
 
 
 @st.composite
-def deliveries(draw: st.DrawFn, events: st.SearchStrategy[list[CarrierEvent]] | None = None) -> list[list[CarrierEvent]]:
+def deliveries(
+    draw: st.DrawFn, events: st.SearchStrategy[list[CarrierEvent]] | None = None
+) -> list[list[CarrierEvent]]:
     """An arrival: the events (each at least once), duplicated and shuffled, cut into batches."""
     evs = draw(events if events is not None else st.lists(any_event, max_size=12))
     dupes = draw(st.lists(st.sampled_from(evs), max_size=6)) if evs else []
     arrival = draw(st.permutations(evs + dupes))
-    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(arrival) - 1)), max_size=4))) if len(arrival) > 1 else []
+    cuts = (
+        sorted(draw(st.sets(st.integers(1, max(1, len(arrival) - 1)), max_size=4)))
+        if len(arrival) > 1
+        else []
+    )
     bounds = [0, *cuts, len(arrival)]
     return [list(arrival[a:b]) for a, b in zip(bounds, bounds[1:], strict=False) if arrival[a:b]]
 
@@ -103,7 +121,9 @@ def test_terminal_status_is_never_left(batches: list[list[CarrierEvent]]) -> Non
 
 @settings(max_examples=200, deadline=None)
 @given(deliveries(), st.sampled_from(TIMES), st.data())
-def test_unknown_and_seen_events_change_nothing(batches: list[list[CarrierEvent]], at: str, data: st.DataObject) -> None:
+def test_unknown_and_seen_events_change_nothing(
+    batches: list[list[CarrierEvent]], at: str, data: st.DataObject
+) -> None:
     m = run(batches)
     before = (m.status, m.status_at)
     m.deliver([event(Milestone.unknown, at, None)])
@@ -119,8 +139,14 @@ def test_unknown_and_seen_events_change_nothing(batches: list[list[CarrierEvent]
 
 
 @settings(max_examples=300, deadline=None)
-@given(deliveries(), st.sampled_from([m for m in MILESTONES if m is not Milestone.unknown]), st.sampled_from(TIMES))
-def test_a_higher_ranked_event_always_moves_a_non_terminal_status(batches: list[list[CarrierEvent]], milestone: Milestone, at: str) -> None:
+@given(
+    deliveries(),
+    st.sampled_from([m for m in MILESTONES if m is not Milestone.unknown]),
+    st.sampled_from(TIMES),
+)
+def test_a_higher_ranked_event_always_moves_a_non_terminal_status(
+    batches: list[list[CarrierEvent]], milestone: Milestone, at: str
+) -> None:
     m = run(batches)
     if m.status in TERMINAL_MILESTONES or MILESTONE_RANK[milestone] <= MILESTONE_RANK[m.status]:
         return
@@ -155,7 +181,11 @@ def expected_status(events: list[CarrierEvent]) -> Milestone:
     if terminal:
         return Milestone(terminal[0].milestone)
     top = max(MILESTONE_RANK[Milestone(e.milestone)] for e in known)
-    return Milestone(max((e for e in known if MILESTONE_RANK[Milestone(e.milestone)] == top), key=lambda e: e.occurred_at).milestone)
+    return Milestone(
+        max(
+            (e for e in known if MILESTONE_RANK[Milestone(e.milestone)] == top), key=lambda e: e.occurred_at
+        ).milestone
+    )
 
 
 feeds = st.lists(any_event, max_size=10).map(distinct).filter(order_independent)
@@ -163,7 +193,9 @@ feeds = st.lists(any_event, max_size=10).map(distinct).filter(order_independent)
 
 @settings(max_examples=300, deadline=None)
 @given(st.data(), feeds)
-def test_any_arrival_order_ends_where_the_sorted_feed_ends(data: st.DataObject, events: list[CarrierEvent]) -> None:
+def test_any_arrival_order_ends_where_the_sorted_feed_ends(
+    data: st.DataObject, events: list[CarrierEvent]
+) -> None:
     sorted_once = run([sorted(events, key=lambda e: e.occurred_at)])
     shuffled = run(data.draw(deliveries(st.just(events))))
     assert shuffled.status == sorted_once.status == expected_status(events)

@@ -35,7 +35,10 @@ CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"), reason="Debian chromium is not installed"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not shutil.which("chromium"),
+        reason="Debian chromium is not installed",
+    ),
 ]
 
 
@@ -53,30 +56,57 @@ async def test_temporal_ui_decodes_payloads_through_the_codec_server(tmp_path: P
     sock.bind(("127.0.0.1", 0))
     api_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     ui_port = free_port()
-    settings = Settings(_env_file=None, home=tmp_path / "home", temporal_ui_url=f"http://127.0.0.1:{ui_port}").with_home_secrets()
+    settings = Settings(
+        _env_file=None, home=tmp_path / "home", temporal_ui_url=f"http://127.0.0.1:{ui_port}"
+    ).with_home_secrets()
     migrate(settings.effective_database_url)
-    dev = DevServer(home=settings.home, port=free_port(), ui_port=ui_port, ui_codec_endpoint=codec_ui_endpoint(settings, api_url))
+    dev = DevServer(
+        home=settings.home,
+        port=free_port(),
+        ui_port=ui_port,
+        ui_codec_endpoint=codec_ui_endpoint(settings, api_url),
+    )
     await dev.start()
     server: uvicorn.Server | None = None
     serving: asyncio.Task[None] | None = None
     try:
         client = await connect(settings, address=dev.address)
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal=client), log_level="warning", lifespan="on"))
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, temporal=client), log_level="warning", lifespan="on")
+        )
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        j = Journey(env=_RealClock(), client=client, task_queue=f"tq-{uuid.uuid4()}", shipment_id=f"shp_ui_{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
+        j = Journey(
+            env=_RealClock(),
+            client=client,
+            task_queue=f"tq-{uuid.uuid4()}",
+            shipment_id=f"shp_ui_{uuid.uuid4().hex[:8]}",
+        )  # type: ignore[arg-type]
         with ThreadPoolExecutor(4) as pool:
-            async with Worker(client, task_queue=j.task_queue, workflows=[ShipmentWorkflow], activities=fake_activities(j.fakes),
-                              activity_executor=pool, workflow_runner=workflow_runner()):
+            async with Worker(
+                client,
+                task_queue=j.task_queue,
+                workflows=[ShipmentWorkflow],
+                activities=fake_activities(j.fakes),
+                activity_executor=pool,
+                workflow_runner=workflow_runner(),
+            ):
                 handle = await j.start()
                 await j.until(lambda s: s.profile is not None, "registration")
         run_id = (await handle.describe()).run_id
         # The input is sealed in history: nothing readable without the codec.
-        raw = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes.input.payloads[0]
+        raw = (
+            (await handle.fetch_history())
+            .events[0]
+            .workflow_execution_started_event_attributes.input.payloads[0]
+        )
         assert raw.metadata["encoding"] == b"binary/encrypted" and j.shipment_id.encode() not in raw.data
 
         codec_calls: list[int] = []
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=["--no-sandbox"])
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+                args=["--no-sandbox"],
+            )
             try:
                 page = await browser.new_page()
                 page.on("response", lambda r: codec_calls.append(r.status) if "/codec/ui/" in r.url else None)

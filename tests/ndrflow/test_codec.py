@@ -124,7 +124,9 @@ async def test_data_converter_round_trips_values_and_seals_failures() -> None:
     assert "+919876543210" in str(await dc.decode_failure(failure))
     # The default converter, for contrast, leaves it readable: the assertion above can fail.
     open_failure = Failure()
-    await DataConverter.default.encode_failure(ApplicationError("number +919876543210", type="Invalid"), open_failure)
+    await DataConverter.default.encode_failure(
+        ApplicationError("number +919876543210", type="Invalid"), open_failure
+    )
     assert b"+919876543210" in open_failure.SerializeToString()
 
 
@@ -153,7 +155,16 @@ def test_parse_keys_json_and_csv_active_first() -> None:
         ("[oops", "JSON"),
         ("k1:{0},k1:{0}".format(base64.b64encode(b"x" * 32).decode()), "twice"),
     ],
-    ids=["empty", "no-colon", "bad-kid", "bad-base64", "short-key", "json-not-strings", "bad-json", "duplicate-kid"],
+    ids=[
+        "empty",
+        "no-colon",
+        "bad-kid",
+        "bad-base64",
+        "short-key",
+        "json-not-strings",
+        "bad-json",
+        "duplicate-kid",
+    ],
 )
 def test_parse_keys_refuses_bad_configuration_without_echoing_keys(value: str, message: str) -> None:
     with pytest.raises(CodecError, match=message) as info:
@@ -195,18 +206,34 @@ async def test_data_converter_without_configured_keys_uses_the_home(tmp_path: Pa
 def test_dev_server_gives_its_ui_the_codec_endpoint(tmp_path: Path) -> None:
     from ndrflow.devserver import DevServer
 
-    cmd = DevServer(home=tmp_path, binary=Path("temporal"), ui_codec_endpoint="http://127.0.0.1:8000/codec/ui/t").command()
+    cmd = DevServer(
+        home=tmp_path, binary=Path("temporal"), ui_codec_endpoint="http://127.0.0.1:8000/codec/ui/t"
+    ).command()
     assert cmd[cmd.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:8000/codec/ui/t"
     assert "--ui-codec-endpoint" not in DevServer(home=tmp_path, binary=Path("temporal")).command()
-    assert "--ui-codec-endpoint" not in DevServer(home=tmp_path, binary=Path("temporal"), ui=False, ui_codec_endpoint="x").command()
+    assert (
+        "--ui-codec-endpoint"
+        not in DevServer(home=tmp_path, binary=Path("temporal"), ui=False, ui_codec_endpoint="x").command()
+    )
 
 
-def test_a_cluster_deployment_on_generated_keys_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_cluster_deployment_on_generated_keys_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Separate API and worker machines would each generate their own key: say so at start.
-    cluster = Settings(_env_file=None, home=tmp_path / "h", temporal_address="temporal.prod:7233").with_home_secrets()
+    cluster = Settings(
+        _env_file=None, home=tmp_path / "h", temporal_address="temporal.prod:7233"
+    ).with_home_secrets()
     data_converter(cluster)
     assert "NDRFLOW_CODEC_KEYS is not set" in caplog.text
     caplog.clear()
-    data_converter(Settings(_env_file=None, home=tmp_path / "h2", temporal_address="temporal.prod:7233", codec_keys=format_keys([generate_key()])))
+    data_converter(
+        Settings(
+            _env_file=None,
+            home=tmp_path / "h2",
+            temporal_address="temporal.prod:7233",
+            codec_keys=format_keys([generate_key()]),
+        )
+    )
     data_converter(Settings(_env_file=None, home=tmp_path / "h3"))  # local mode: generated keys are the point
     assert "NDRFLOW_CODEC_KEYS" not in caplog.text

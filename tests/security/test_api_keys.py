@@ -12,7 +12,16 @@ from tests.api.conftest import Api
 from tests.api.routes.test_merchants import BODY
 from workflows.messages import ShipmentState
 
-EVENTS = {"events": [{"tracking_number": "TRK1001", "event_id": "e1", "status": "picked_up", "occurred_at": "2026-11-27T10:00:00+05:30"}]}
+EVENTS = {
+    "events": [
+        {
+            "tracking_number": "TRK1001",
+            "event_id": "e1",
+            "status": "picked_up",
+            "occurred_at": "2026-11-27T10:00:00+05:30",
+        }
+    ]
+}
 CODEC = {"payloads": []}
 
 
@@ -27,7 +36,9 @@ def registered(api: Api) -> str:
 def call(api: Api, what: str, key: str | None, shipment_id: str = "") -> int:
     headers = api.auth(key) if key else {}
     if what == "register":
-        return api.client.post("/v1/shipments", json={**BODY, "tracking_number": "TRK2002"}, headers=headers).status_code
+        return api.client.post(
+            "/v1/shipments", json={**BODY, "tracking_number": "TRK2002"}, headers=headers
+        ).status_code
     if what == "read":
         return api.client.get(f"/v1/shipments/{shipment_id}", headers=headers).status_code
     if what == "events":
@@ -46,14 +57,40 @@ def call(api: Api, what: str, key: str | None, shipment_id: str = "") -> int:
 
 # (endpoint, key role) -> status. "other" is a merchant key of another merchant.
 MATRIX = {
-    ("register", None): 401, ("register", "merchant"): 201, ("register", "other"): 403, ("register", "carrier"): 403, ("register", "agent"): 403,
-    ("read", None): 401, ("read", "merchant"): 200, ("read", "other"): 404, ("read", "carrier"): 403, ("read", "agent"): 200,
-    ("events", None): 401, ("events", "merchant"): 403, ("events", "other"): 403, ("events", "carrier"): 202, ("events", "agent"): 403,
-    ("codec", None): 401, ("codec", "merchant"): 403, ("codec", "other"): 403, ("codec", "carrier"): 403, ("codec", "agent"): 200,
-    ("timeline", None): 401, ("timeline", "merchant"): 200, ("timeline", "other"): 404, ("timeline", "carrier"): 403, ("timeline", "agent"): 200,
+    ("register", None): 401,
+    ("register", "merchant"): 201,
+    ("register", "other"): 403,
+    ("register", "carrier"): 403,
+    ("register", "agent"): 403,
+    ("read", None): 401,
+    ("read", "merchant"): 200,
+    ("read", "other"): 404,
+    ("read", "carrier"): 403,
+    ("read", "agent"): 200,
+    ("events", None): 401,
+    ("events", "merchant"): 403,
+    ("events", "other"): 403,
+    ("events", "carrier"): 202,
+    ("events", "agent"): 403,
+    ("codec", None): 401,
+    ("codec", "merchant"): 403,
+    ("codec", "other"): 403,
+    ("codec", "carrier"): 403,
+    ("codec", "agent"): 200,
+    ("timeline", None): 401,
+    ("timeline", "merchant"): 200,
+    ("timeline", "other"): 404,
+    ("timeline", "carrier"): 403,
+    ("timeline", "agent"): 200,
     # Agent-only endpoints: the agent paths themselves are exercised in tests/api/routes/test_agents.py.
-    ("action", None): 401, ("action", "merchant"): 403, ("action", "other"): 403, ("action", "carrier"): 403,
-    ("cases", None): 401, ("cases", "merchant"): 403, ("cases", "other"): 403, ("cases", "carrier"): 403,
+    ("action", None): 401,
+    ("action", "merchant"): 403,
+    ("action", "other"): 403,
+    ("action", "carrier"): 403,
+    ("cases", None): 401,
+    ("cases", "merchant"): 403,
+    ("cases", "other"): 403,
+    ("cases", "carrier"): 403,
 }
 
 
@@ -62,24 +99,40 @@ ENDPOINTS = sorted({w for w, _ in MATRIX})
 
 @pytest.mark.parametrize("what", ENDPOINTS)
 def test_scope_matrix(api: Api, registered: str, what: str) -> None:
-    keys_by_role = {None: None, "merchant": api.merchant_key, "other": api.other_merchant_key, "carrier": api.carrier_key, "agent": api.agent_key}
+    keys_by_role = {
+        None: None,
+        "merchant": api.merchant_key,
+        "other": api.other_merchant_key,
+        "carrier": api.carrier_key,
+        "agent": api.agent_key,
+    }
     got = {role: call(api, what, keys_by_role[role], registered) for (w, role) in MATRIX if w == what}
     assert got == {role: code for (w, role), code in MATRIX.items() if w == what}
 
 
-def test_another_merchants_shipment_is_indistinguishable_from_a_missing_one(api: Api, registered: str) -> None:
+def test_another_merchants_shipment_is_indistinguishable_from_a_missing_one(
+    api: Api, registered: str
+) -> None:
     theirs = api.client.get(f"/v1/shipments/{registered}", headers=api.auth(api.other_merchant_key))
-    missing = api.client.get("/v1/shipments/shp_doesnotexist0000000000", headers=api.auth(api.other_merchant_key))
+    missing = api.client.get(
+        "/v1/shipments/shp_doesnotexist0000000000", headers=api.auth(api.other_merchant_key)
+    )
     assert theirs.status_code == missing.status_code == 404
-    assert theirs.json()["detail"].replace(registered, "ID") == missing.json()["detail"].replace("shp_doesnotexist0000000000", "ID")
+    assert theirs.json()["detail"].replace(registered, "ID") == missing.json()["detail"].replace(
+        "shp_doesnotexist0000000000", "ID"
+    )
     assert "acme" not in theirs.text and "TRK1001" not in theirs.text
 
 
 def test_merchant_cannot_register_or_rebind_for_another_merchant(api: Api, registered: str) -> None:
-    r = api.client.post("/v1/shipments", json={**BODY, "merchant_id": "acme"}, headers=api.auth(api.other_merchant_key))
+    r = api.client.post(
+        "/v1/shipments", json={**BODY, "merchant_id": "acme"}, headers=api.auth(api.other_merchant_key)
+    )
     assert r.status_code == 403 and "globex" in r.json()["detail"]
     # Registering the same (carrier, tracking number) under its own name does not take it over.
-    r = api.client.post("/v1/shipments", json={**BODY, "merchant_id": "globex"}, headers=api.auth(api.other_merchant_key))
+    r = api.client.post(
+        "/v1/shipments", json={**BODY, "merchant_id": "globex"}, headers=api.auth(api.other_merchant_key)
+    )
     assert r.status_code == 409
     assert [c.arg.profile.merchant_id for c in api.temporal.starts if c.signal == "register"] == ["acme"]
 
@@ -88,7 +141,11 @@ def test_carrier_key_is_bound_to_its_carrier(api: Api) -> None:
     with Session(api.engine) as s:
         delhivery_key = keys.create_key(s, scope="carrier", carrier="delhivery")
     body, _ = webhook("generic", Scan(tracking_number="TRK1001", milestone="picked_up"), "x")
-    r = api.client.post("/v1/carriers/generic/events", content=body, headers={**api.auth(delhivery_key), "Content-Type": "application/json"})
+    r = api.client.post(
+        "/v1/carriers/generic/events",
+        content=body,
+        headers={**api.auth(delhivery_key), "Content-Type": "application/json"},
+    )
     assert r.status_code == 403 and "generic" in r.json()["detail"]
 
 

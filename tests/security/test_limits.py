@@ -39,7 +39,9 @@ def refusals(api: Api) -> int:
 
 
 def post_webhook(client: TestClient, event_id: str = "e1", **headers: str):  # type: ignore[no-untyped-def]
-    body, signed = webhook("generic", Scan(tracking_number="TRK1001", milestone="picked_up", event_id=event_id), "generic-secret")
+    body, signed = webhook(
+        "generic", Scan(tracking_number="TRK1001", milestone="picked_up", event_id=event_id), "generic-secret"
+    )
     return client.post("/v1/carriers/generic/events", content=body, headers={**signed, **headers})
 
 
@@ -65,14 +67,19 @@ def test_limits_are_per_client_address(api: Api, clock: Clock) -> None:
 
 
 def test_a_spoofed_forwarded_for_does_not_evade_the_limit(api: Api, clock: Clock) -> None:
-    codes = [post_webhook(api.client, f"e{i}", **{"X-Forwarded-For": f"198.51.100.{i}"}).status_code for i in range(5)]
+    codes = [
+        post_webhook(api.client, f"e{i}", **{"X-Forwarded-For": f"198.51.100.{i}"}).status_code
+        for i in range(5)
+    ]
     assert codes == [202, 202, 202, 429, 429]
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
     limiter = RateLimiter(RateLimitSettings(_env_file=None, rate_limit_trusted_proxies=["10.0.0.0/8"]))
     assert limiter.client_ip("10.1.2.3", "198.51.100.9, 10.0.0.5") == "198.51.100.9"
-    assert limiter.client_ip("10.1.2.3", "203.0.113.1, 198.51.100.9") == "198.51.100.9"  # nearest untrusted hop
+    assert (
+        limiter.client_ip("10.1.2.3", "203.0.113.1, 198.51.100.9") == "198.51.100.9"
+    )  # nearest untrusted hop
     assert limiter.client_ip("192.0.2.1", "198.51.100.9") == "192.0.2.1"  # not a proxy of ours
     assert limiter.client_ip("10.1.2.3", None) == "10.1.2.3"
 
@@ -95,7 +102,9 @@ LIMITED = [
 def test_which_endpoints_are_limited(api: Api, clock: Clock) -> None:
     got = {}
     for method, path, _ in LIMITED:
-        codes = [api.client.request(method, path, headers=api.auth(api.merchant_key)).status_code for _ in range(5)]
+        codes = [
+            api.client.request(method, path, headers=api.auth(api.merchant_key)).status_code for _ in range(5)
+        ]
         got[(method, path)] = 429 in codes
     assert got == {(m, p): limited for m, p, limited in LIMITED}
 
@@ -104,7 +113,10 @@ def test_group_limits_are_independent(api: Api, clock: Clock) -> None:
     for i in range(3):
         post_webhook(api.client, f"e{i}")
     assert post_webhook(api.client, "x").status_code == 429
-    assert api.client.post("/codec/decode", json={"payloads": []}, headers=api.auth(api.agent_key)).status_code == 200
+    assert (
+        api.client.post("/codec/decode", json={"payloads": []}, headers=api.auth(api.agent_key)).status_code
+        == 200
+    )
 
 
 def test_disabled_limiter_never_refuses(api: Api, clock: Clock) -> None:
@@ -138,7 +150,11 @@ def test_token_bucket_refills_to_its_burst_only_and_forgets_old_clients() -> Non
 # ---- request size ---------------------------------------------------------------------------
 def test_oversized_bodies_are_413_before_parsing(api: Api) -> None:
     big = b"{" + b" " * (1024 * 1024 + 1) + b"}"
-    for path, key in (("/v1/shipments", api.merchant_key), ("/v1/carriers/generic/events", api.carrier_key), ("/codec/decode", api.agent_key)):
+    for path, key in (
+        ("/v1/shipments", api.merchant_key),
+        ("/v1/carriers/generic/events", api.carrier_key),
+        ("/codec/decode", api.agent_key),
+    ):
         r = api.client.post(path, content=big, headers={**api.auth(key), "Content-Type": "application/json"})
         assert r.status_code == 413 and "over 1048576 bytes" in r.json()["detail"]
 
@@ -148,14 +164,30 @@ def test_oversized_chunked_body_without_length_is_413(api: Api) -> None:
         for _ in range(20):
             yield b"x" * 65536
 
-    r = api.client.post("/v1/carriers/generic/events", content=chunks(), headers={**api.auth(api.carrier_key), "Content-Type": "application/json"})
+    r = api.client.post(
+        "/v1/carriers/generic/events",
+        content=chunks(),
+        headers={**api.auth(api.carrier_key), "Content-Type": "application/json"},
+    )
     assert r.status_code == 413
 
 
 def test_malformed_and_hostile_json_is_a_4xx_never_a_500(api: Api) -> None:
     h = {**api.auth(api.merchant_key), "Content-Type": "application/json"}
-    for body in (b"{", b"[]", b"null", b'{"a":' * 5000 + b"1" + b"}" * 5000, b"\xff\xfe", '{"merchant_id": "\u0000"}'.encode()):
+    for body in (
+        b"{",
+        b"[]",
+        b"null",
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+        b"\xff\xfe",
+        '{"merchant_id": "\u0000"}'.encode(),
+    ):
         r = api.client.post("/v1/shipments", content=body, headers=h)
         assert 400 <= r.status_code < 500, (body[:20], r.status_code)
     deep = {"events": [{**BODY}]}
-    assert api.client.post("/v1/carriers/generic/events", json=deep, headers=api.auth(api.carrier_key)).status_code == 422
+    assert (
+        api.client.post(
+            "/v1/carriers/generic/events", json=deep, headers=api.auth(api.carrier_key)
+        ).status_code
+        == 422
+    )

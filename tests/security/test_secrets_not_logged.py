@@ -25,26 +25,68 @@ def test_full_flow_logs_no_key_secret_or_contact_detail(api: Api, caplog: pytest
     settings.codec_keys = format_keys([generate_key("k1")])
     caplog.set_level(logging.DEBUG)
     c = api.client
-    bad_phone = {**BODY, "tracking_number": "TRK9", "customer": {**BODY["customer"], "phone": "+91 98765 4321"}}
+    bad_phone = {
+        **BODY,
+        "tracking_number": "TRK9",
+        "customer": {**BODY["customer"], "phone": "+91 98765 4321"},
+    }
     assert c.post("/v1/shipments", json=bad_phone, headers=api.auth(api.merchant_key)).status_code == 422
     assert c.post("/v1/shipments", json=BODY, headers=api.auth(api.merchant_key)).status_code == 201
-    assert c.post("/v1/shipments", json=BODY, headers={"Authorization": "Bearer " + api.merchant_key[:-4] + "AAAA"}).status_code == 401
-    assert c.post("/v1/shipments", json={**BODY, "merchant_id": "acme"}, headers=api.auth(api.other_merchant_key)).status_code == 403
-    body, signed = webhook("generic", Scan(tracking_number="TRK1001", milestone="out_for_delivery", event_id="e1"), "generic-secret")
+    assert (
+        c.post(
+            "/v1/shipments", json=BODY, headers={"Authorization": "Bearer " + api.merchant_key[:-4] + "AAAA"}
+        ).status_code
+        == 401
+    )
+    assert (
+        c.post(
+            "/v1/shipments", json={**BODY, "merchant_id": "acme"}, headers=api.auth(api.other_merchant_key)
+        ).status_code
+        == 403
+    )
+    body, signed = webhook(
+        "generic",
+        Scan(tracking_number="TRK1001", milestone="out_for_delivery", event_id="e1"),
+        "generic-secret",
+    )
     assert c.post("/v1/carriers/generic/events", content=body, headers=signed).status_code == 202
     _, forged = webhook("generic", Scan(tracking_number="TRK1001", milestone="delivered"), "guessed-secret")
     assert c.post("/v1/carriers/generic/events", content=body, headers=forged).status_code == 401
-    events = {"events": [{"tracking_number": "TRK1001", "event_id": "e2", "status": "delivered", "occurred_at": "2026-11-28T09:10:00+05:30", "raw_status": "Delivered to Asha Rao +919876543210"}]}
-    assert c.post("/v1/carriers/generic/events", json=events, headers=api.auth(api.carrier_key)).status_code == 202
-    assert c.post("/codec/decode", json={"payloads": []}, headers=api.auth(api.merchant_key)).status_code == 403
+    events = {
+        "events": [
+            {
+                "tracking_number": "TRK1001",
+                "event_id": "e2",
+                "status": "delivered",
+                "occurred_at": "2026-11-28T09:10:00+05:30",
+                "raw_status": "Delivered to Asha Rao +919876543210",
+            }
+        ]
+    }
+    assert (
+        c.post("/v1/carriers/generic/events", json=events, headers=api.auth(api.carrier_key)).status_code
+        == 202
+    )
+    assert (
+        c.post("/codec/decode", json={"payloads": []}, headers=api.auth(api.merchant_key)).status_code == 403
+    )
     assert c.post("/codec/encode", json={"payloads": []}, headers=api.auth(api.agent_key)).status_code == 200
 
     secrets = {
-        "merchant key": api.merchant_key, "other merchant key": api.other_merchant_key, "carrier key": api.carrier_key,
-        "agent key": api.agent_key, "forged key": api.merchant_key[:-4] + "AAAA", "secret_key": settings.secret_key,
-        "codec key": settings.codec_keys.split(":", 1)[1], "carrier webhook secret": "generic-secret",
-        "phone (E.164)": "+919876543210", "phone (as typed)": "98765 43210", "bad phone": "98765 4321",
-        "email": "asha@example.com", "name": "Asha Rao", "address": "12 MG Road",
+        "merchant key": api.merchant_key,
+        "other merchant key": api.other_merchant_key,
+        "carrier key": api.carrier_key,
+        "agent key": api.agent_key,
+        "forged key": api.merchant_key[:-4] + "AAAA",
+        "secret_key": settings.secret_key,
+        "codec key": settings.codec_keys.split(":", 1)[1],
+        "carrier webhook secret": "generic-secret",
+        "phone (E.164)": "+919876543210",
+        "phone (as typed)": "98765 43210",
+        "bad phone": "98765 4321",
+        "email": "asha@example.com",
+        "name": "Asha Rao",
+        "address": "12 MG Road",
     }
     with Session(api.engine) as s:
         refusal_text = "\n".join(f"{r.path} {r.reason}" for r in s.exec(select(RefusedRequest)).all())
@@ -58,7 +100,12 @@ def test_full_flow_logs_no_key_secret_or_contact_detail(api: Api, caplog: pytest
 def test_settings_repr_hides_secrets() -> None:
     from ndrflow.config import Settings
 
-    s = Settings(_env_file=None, secret_key="s3cret-value", codec_keys="k1:" + "A" * 43 + "=", temporal_api_key="tmprl-key")
+    s = Settings(
+        _env_file=None,
+        secret_key="s3cret-value",
+        codec_keys="k1:" + "A" * 43 + "=",
+        temporal_api_key="tmprl-key",
+    )
     assert "s3cret-value" not in repr(s) and "A" * 43 not in repr(s) and "tmprl-key" not in repr(s)
 
 
@@ -81,8 +128,24 @@ def test_redact(text: str, hidden: str, kept: str) -> None:
 
 
 def test_access_log_hides_capability_tokens_in_paths() -> None:
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', ("1.2.3.4:5", "POST", "/codec/ui/Zm9vYmFyYmF6cXV4/decode", "1.1", 200), None)
-    record2 = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', ("1.2.3.4:5", "GET", "/r/tok.en-123?lang=hi", "1.1", 200), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4:5", "POST", "/codec/ui/Zm9vYmFyYmF6cXV4/decode", "1.1", 200),
+        None,
+    )
+    record2 = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4:5", "GET", "/r/tok.en-123?lang=hi", "1.1", 200),
+        None,
+    )
     f = AccessLogRedactor()
     assert f.filter(record) and f.filter(record2)
     assert "Zm9vYmFyYmF6cXV4" not in record.getMessage() and "/codec/ui/***/decode" in record.getMessage()

@@ -25,7 +25,9 @@ SHARED_SECRET = ["delhivery", "shiprocket", "clickpost"]
 
 
 def register(api: Api, carrier: str) -> None:
-    r = api.client.post("/v1/shipments", json={**BODY, "carrier": carrier}, headers=api.auth(api.merchant_key))
+    r = api.client.post(
+        "/v1/shipments", json={**BODY, "carrier": carrier}, headers=api.auth(api.merchant_key)
+    )
     assert r.status_code == 201, r.text
 
 
@@ -72,7 +74,9 @@ def test_another_carriers_valid_signature_is_refused(api: Api, carrier: str) -> 
 
 
 @pytest.mark.parametrize("carrier", CARRIERS)
-def test_a_carrier_without_a_configured_secret_is_refused_whatever_is_sent(tmp_path, database_url: str, carrier: str) -> None:
+def test_a_carrier_without_a_configured_secret_is_refused_whatever_is_sent(
+    tmp_path, database_url: str, carrier: str
+) -> None:
     # An empty secret must not mean "HMAC with an empty key" or "anything goes".
     app = create_app(
         Settings(_env_file=None, home=tmp_path / "h", database_url=database_url, secret_key="s"),
@@ -106,7 +110,9 @@ def test_replay_before_registration_still_applies_once(api: Api) -> None:
     # Replayed while the tracking number is unregistered: kept once, delivered once at registration.
     body, headers = webhook("generic", scan("early"), "generic-secret")
     for _ in range(3):
-        assert api.client.post("/v1/carriers/generic/events", content=body, headers=headers).status_code == 202
+        assert (
+            api.client.post("/v1/carriers/generic/events", content=body, headers=headers).status_code == 202
+        )
     register(api, "generic")
     [start] = [c for c in api.temporal.starts if c.signal == "register"]
     assert [e.event_id for e in start.arg.events] == ["early"]

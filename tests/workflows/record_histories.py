@@ -101,9 +101,19 @@ class Journey:
 
     def profile(self, **kw: Any) -> ShipmentProfile:
         values: dict[str, Any] = dict(
-            shipment_id=self.shipment_id, merchant_id="acme", carrier="generic", tracking_number="TRK1001",
-            order_id="A-1001", payment_mode="cod", order_value="1299.00", locale="en-IN", timezone=TZ,
-            has_phone=True, phone_is_mobile=True, has_email=True, whatsapp_opt_in=True,
+            shipment_id=self.shipment_id,
+            merchant_id="acme",
+            carrier="generic",
+            tracking_number="TRK1001",
+            order_id="A-1001",
+            payment_mode="cod",
+            order_value="1299.00",
+            locale="en-IN",
+            timezone=TZ,
+            has_phone=True,
+            phone_is_mobile=True,
+            has_email=True,
+            whatsapp_opt_in=True,
         )
         values.update(kw)
         return ShipmentProfile(**values)
@@ -118,7 +128,14 @@ class Journey:
         return (self.started_at.astimezone(ZoneInfo(TZ)).date() + timedelta(days=days)).isoformat()
 
     def event(self, milestone: str, hours: float, event_id: str, **kw: Any) -> CarrierEvent:
-        return CarrierEvent(carrier="generic", tracking_number="TRK1001", milestone=milestone, occurred_at=self.at(hours), event_id=event_id, **kw)
+        return CarrierEvent(
+            carrier="generic",
+            tracking_number="TRK1001",
+            milestone=milestone,
+            occurred_at=self.at(hours),
+            event_id=event_id,
+            **kw,
+        )
 
     async def start(self, **profile_kw: Any) -> WorkflowHandle[Any, Any]:
         self.started_at = await self.env.get_current_time()
@@ -128,7 +145,11 @@ class Journey:
             id=shipment_workflow_id(self.shipment_id),
             task_queue=self.task_queue,
             start_signal="register",
-            start_signal_args=[RegisterInput(profile=self.profile(**profile_kw), registered_at=self.at(0), policy=policy_dict(POLICY))],
+            start_signal_args=[
+                RegisterInput(
+                    profile=self.profile(**profile_kw), registered_at=self.at(0), policy=policy_dict(POLICY)
+                )
+            ],
             execution_timeout=timedelta(days=60),
         )
         return self.handle
@@ -137,10 +158,14 @@ class Journey:
         assert self.handle is not None, "start the workflow first"
         await self.handle.signal("carrier_events", CarrierEventsInput(events=list(events)))
 
-    async def reply(self, attempt: int, kind: str, action: str | None = None, **kw: Any) -> CustomerReplyResult:
+    async def reply(
+        self, attempt: int, kind: str, action: str | None = None, **kw: Any
+    ) -> CustomerReplyResult:
         assert self.handle is not None
         now = normalise_time(await self.env.get_current_time())
-        inp = CustomerReplyInput(attempt=attempt, channel=kw.pop("channel", "sms"), received_at=now, kind=kind, action=action, **kw)
+        inp = CustomerReplyInput(
+            attempt=attempt, channel=kw.pop("channel", "sms"), received_at=now, kind=kind, action=action, **kw
+        )
         return await self.handle.execute_update(CUSTOMER_REPLY, inp, result_type=CustomerReplyResult)
 
     async def skip(self, hours: float) -> None:
@@ -189,42 +214,92 @@ def journey(name: str, description: str) -> Callable[[JourneyFn], JourneyFn]:
     return register
 
 
-@journey("normal_delivery", "picked up, in transit twice (a duplicate and a late scan), out for delivery, delivered; grace period ends")
+@journey(
+    "normal_delivery",
+    "picked up, in transit twice (a duplicate and a late scan), out for delivery, delivered; grace period ends",
+)
 async def normal_delivery(j: Journey) -> None:
     await j.start()
-    await j.events(j.event("picked_up", 2, "e1", raw_code="PUD", raw_status="Picked up from seller", location="Mumbai Hub"))
+    await j.events(
+        j.event(
+            "picked_up", 2, "e1", raw_code="PUD", raw_status="Picked up from seller", location="Mumbai Hub"
+        )
+    )
     await j.until(lambda s: s.status == "picked_up", "picked_up")
     await j.events(
         j.event("in_transit", 16, "e2", raw_code="IT", raw_status="In transit", location="Bhiwandi"),
-        j.event("in_transit", 34, "e3", raw_code="IT", raw_status="Reached destination hub", location="Bengaluru Hub"),
+        j.event(
+            "in_transit",
+            34,
+            "e3",
+            raw_code="IT",
+            raw_status="Reached destination hub",
+            location="Bengaluru Hub",
+        ),
     )
     await j.until(lambda s: s.status_at == j.at(34), "second in_transit")
     await j.events(
-        j.event("in_transit", 16, "e2", raw_code="IT", raw_status="In transit", location="Bhiwandi"),  # duplicate
+        j.event(
+            "in_transit", 16, "e2", raw_code="IT", raw_status="In transit", location="Bhiwandi"
+        ),  # duplicate
         j.event("picked_up", 1, "e0", raw_code="PUD", raw_status="Manifested", location="Mumbai"),  # late
     )
     await j.until(lambda s: sum(t.kind == "carrier_event" for t in s.timeline) == 4, "late scan recorded")
-    await j.events(j.event("out_for_delivery", 44, "e4", raw_code="OFD", raw_status=f"Out for delivery to {CUSTOMER_NAME}", location="Indiranagar"))
+    await j.events(
+        j.event(
+            "out_for_delivery",
+            44,
+            "e4",
+            raw_code="OFD",
+            raw_status=f"Out for delivery to {CUSTOMER_NAME}",
+            location="Indiranagar",
+        )
+    )
     await j.until(lambda s: s.status == "out_for_delivery", "out_for_delivery")
-    await j.events(j.event("delivered", 47, "e5", raw_code="DL", raw_status=f"Delivered to {CUSTOMER_NAME}", location="Indiranagar"))
+    await j.events(
+        j.event(
+            "delivered",
+            47,
+            "e5",
+            raw_code="DL",
+            raw_status=f"Delivered to {CUSTOMER_NAME}",
+            location="Indiranagar",
+        )
+    )
     state = await j.finish()
     assert state.status == "delivered", state.status
 
 
-@journey("ndr_answered", "delivery fails (customer unavailable); the customer picks 2 then a date by SMS; the carrier gets one reschedule; delivered")
+@journey(
+    "ndr_answered",
+    "delivery fails (customer unavailable); the customer picks 2 then a date by SMS; the carrier gets one reschedule; delivered",
+)
 async def ndr_answered(j: Journey) -> None:
     await j.start()
-    await j.events(j.event("picked_up", 2, "e1"), j.event("in_transit", 16, "e2"), j.event("out_for_delivery", 40, "e3"))
+    await j.events(
+        j.event("picked_up", 2, "e1"), j.event("in_transit", 16, "e2"), j.event("out_for_delivery", 40, "e3")
+    )
     await j.until(lambda s: s.status == "out_for_delivery")
-    await j.events(j.event(
-        "delivery_failed", 43, "e4", ndr_reason="customer_unavailable", raw_code="EOD-74",
-        raw_status=f"Consignee {CUSTOMER_NAME} not available at {CUSTOMER_ADDRESS}; called {CUSTOMER_PHONE_LOCAL}",
-    ))
+    await j.events(
+        j.event(
+            "delivery_failed",
+            43,
+            "e4",
+            ndr_reason="customer_unavailable",
+            raw_code="EOD-74",
+            raw_status=f"Consignee {CUSTOMER_NAME} not available at {CUSTOMER_ADDRESS}; called {CUSTOMER_PHONE_LOCAL}",
+        )
+    )
     await j.case_state(1, "asking")
     first = await j.reply(1, "choice", "reschedule", text="2", message_id="SM-r1")
     assert first.outcome == "awaiting_date", first
     second = await j.reply(
-        1, "date", "reschedule", requested_date=j.local_date(2), time_hint="after 17:00", message_id="SM-r2",
+        1,
+        "date",
+        "reschedule",
+        requested_date=j.local_date(2),
+        time_hint="after 17:00",
+        message_id="SM-r2",
         text=f"Saturday after 5pm please, call me on {CUSTOMER_PHONE} or mail {CUSTOMER_EMAIL}",
     )
     assert second.outcome == "decided", second
@@ -232,12 +307,19 @@ async def ndr_answered(j: Journey) -> None:
     await j.skip(30)
     await j.events(j.event("out_for_delivery", 70, "e5"))
     await j.until(lambda s: s.status == "out_for_delivery")
-    await j.events(j.event("delivered", 72, "e6", raw_status=f"Delivered to {CUSTOMER_NAME} at {CUSTOMER_ADDRESS}"))
+    await j.events(
+        j.event("delivered", 72, "e6", raw_status=f"Delivered to {CUSTOMER_NAME} at {CUSTOMER_ADDRESS}")
+    )
     state = await j.finish()
-    assert state.status == "delivered" and [i.instruction.action for i in j.fakes.instructions] == ["reschedule"]
+    assert state.status == "delivered" and [i.instruction.action for i in j.fakes.instructions] == [
+        "reschedule"
+    ]
 
 
-@journey("ndr_unanswered", "delivery fails; nobody answers: two reminders, the cutoff, the merchant's default rule (reattempt); delivered")
+@journey(
+    "ndr_unanswered",
+    "delivery fails; nobody answers: two reminders, the cutoff, the merchant's default rule (reattempt); delivered",
+)
 async def ndr_unanswered(j: Journey) -> None:
     await j.start()
     await j.events(j.event("picked_up", 2, "e1"), j.event("out_for_delivery", 30, "e2"))
@@ -255,15 +337,24 @@ async def ndr_unanswered(j: Journey) -> None:
     assert "ndr_reminder" in j.fakes.purposes()
 
 
-@journey("rto", "first failure: the customer changes the address; second failure: the customer asks for return; RTO delivered")
+@journey(
+    "rto",
+    "first failure: the customer changes the address; second failure: the customer asks for return; RTO delivered",
+)
 async def rto(j: Journey) -> None:
     await j.start()
     await j.events(j.event("picked_up", 2, "e1"), j.event("out_for_delivery", 30, "e2"))
     await j.until(lambda s: s.status == "out_for_delivery")
     await j.events(j.event("delivery_failed", 33, "e3", ndr_reason="address_issue", raw_code="EOD-6"))
     await j.case_state(1, "asking")
-    await j.reply(1, "address", "update_address", address={"line1": CUSTOMER_ADDRESS, "city": "Bengaluru", "postal_code": "560038"},
-                  text=f"my address is {CUSTOMER_ADDRESS}, Bengaluru 560038", message_id="SM-a1")
+    await j.reply(
+        1,
+        "address",
+        "update_address",
+        address={"line1": CUSTOMER_ADDRESS, "city": "Bengaluru", "postal_code": "560038"},
+        text=f"my address is {CUSTOMER_ADDRESS}, Bengaluru 560038",
+        message_id="SM-a1",
+    )
     await j.case_state(1, "instructed")
     await j.events(j.event("out_for_delivery", 56, "e4"))
     await j.until(lambda s: s.status == "out_for_delivery")
@@ -281,16 +372,32 @@ async def rto(j: Journey) -> None:
 
 # ---- running -----------------------------------------------------------------------------------
 async def run_journey(
-    env: WorkflowEnvironment, spec: JourneySpec, *, client: Client | None = None, task_queue: str | None = None, shipment_id: str | None = None
+    env: WorkflowEnvironment,
+    spec: JourneySpec,
+    *,
+    client: Client | None = None,
+    task_queue: str | None = None,
+    shipment_id: str | None = None,
 ) -> WorkflowHandle[Any, Any]:
     """Run one journey to its end with a worker on `client` (default: the environment's; its data
     converter is the one used)."""
     client = client or env.client
     queue = task_queue or f"journey-{spec.name}"
-    ctx = Journey(env=env, client=client, task_queue=queue, shipment_id=shipment_id or shipment_id_for_journey(spec.name))
+    ctx = Journey(
+        env=env,
+        client=client,
+        task_queue=queue,
+        shipment_id=shipment_id or shipment_id_for_journey(spec.name),
+    )
     with ThreadPoolExecutor(8) as pool:
-        async with Worker(client, task_queue=queue, workflows=[ShipmentWorkflow], activities=fake_activities(ctx.fakes),
-                          activity_executor=pool, workflow_runner=workflow_runner()):
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[ShipmentWorkflow],
+            activities=fake_activities(ctx.fakes),
+            activity_executor=pool,
+            workflow_runner=workflow_runner(),
+        ):
             await spec.run(ctx)
     assert ctx.handle is not None
     return ctx.handle
@@ -321,7 +428,9 @@ async def _main(names: Sequence[str], out_dir: Path) -> list[Path]:
 
     written: list[Path] = []
     for name in names:  # one server per journey, as the tests do: nothing holds another's clock
-        env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=venv_binary("temporal-test-server"))
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=venv_binary("temporal-test-server")
+        )
         try:
             await register_search_attributes(env.client)
             written += await record(env, [name], out_dir)
@@ -331,7 +440,9 @@ async def _main(names: Sequence[str], out_dir: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("journeys", nargs="*", help=f"default: all of {', '.join(JOURNEYS)}")
     parser.add_argument("--out", type=Path, default=HISTORIES, help="directory for the JSON files")
     args = parser.parse_args(argv)

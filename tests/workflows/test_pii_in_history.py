@@ -28,10 +28,14 @@ from tests.workflows.record_histories import (
 from workflows.messages import ShipmentState
 
 
-async def _raw_history(env: WorkflowEnvironment, converter: DataConverter, journey: str = "ndr_answered") -> tuple[bytes, str, ShipmentState]:
+async def _raw_history(
+    env: WorkflowEnvironment, converter: DataConverter, journey: str = "ndr_answered"
+) -> tuple[bytes, str, ShipmentState]:
     client = codec_client(env.client, converter)
     sid = f"shp_pii_{uuid.uuid4().hex[:8]}"
-    handle = await run_journey(env, JOURNEYS[journey], client=client, task_queue=f"tq-{uuid.uuid4()}", shipment_id=sid)
+    handle = await run_journey(
+        env, JOURNEYS[journey], client=client, task_queue=f"tq-{uuid.uuid4()}", shipment_id=sid
+    )
     history = await handle.fetch_history()  # events exactly as stored: payloads are not decoded
     raw = History(events=history.events).SerializeToString()
     state = await client.get_workflow_handle(handle.id, result_type=ShipmentState).result()

@@ -42,18 +42,24 @@ def journey_name(path: Path) -> str:
 
 
 def load(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(shipment_workflow_id(shipment_id_for_journey(journey_name(path))), path.read_text())
+    return WorkflowHistory.from_json(
+        shipment_workflow_id(shipment_id_for_journey(journey_name(path))), path.read_text()
+    )
 
 
 def test_every_journey_has_a_recorded_history() -> None:
     recorded = {journey_name(p) for p in FILES}
-    assert set(JOURNEYS) <= recorded, "run `python -m tests.workflows.record_histories` and commit the new files"
+    assert set(JOURNEYS) <= recorded, (
+        "run `python -m tests.workflows.record_histories` and commit the new files"
+    )
     assert recorded <= set(JOURNEYS), f"histories without a journey: {sorted(recorded - set(JOURNEYS))}"
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 async def test_recorded_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[ShipmentWorkflow], data_converter=replay_converter(), workflow_runner=workflow_runner())
+    replayer = Replayer(
+        workflows=[ShipmentWorkflow], data_converter=replay_converter(), workflow_runner=workflow_runner()
+    )
     result = await replayer.replay_workflow(load(path), raise_on_replay_failure=True)
     assert result.replay_failure is None
 
@@ -116,10 +122,14 @@ async def test_replay_catches_an_unpatched_change(path: Path) -> None:
         await replayer.replay_workflow(load(path))
 
 
-async def test_recorder_output_replays_against_current_code(time_env: WorkflowEnvironment, tmp_path: Path) -> None:
+async def test_recorder_output_replays_against_current_code(
+    time_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
     # Keeps the recorder itself working as the workflow changes: record every journey afresh
     # and replay it (what a developer does after an intentional, patched change).
     written = await record(time_env, list(JOURNEYS), tmp_path)
-    replayer = Replayer(workflows=[ShipmentWorkflow], data_converter=replay_converter(), workflow_runner=workflow_runner())
+    replayer = Replayer(
+        workflows=[ShipmentWorkflow], data_converter=replay_converter(), workflow_runner=workflow_runner()
+    )
     for path in written:
         await replayer.replay_workflow(load(path), raise_on_replay_failure=True)

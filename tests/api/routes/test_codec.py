@@ -39,8 +39,14 @@ def test_encode_then_decode_round_trips_in_protocol_shape(api: Api) -> None:
 
 def test_decodes_what_the_worker_encoded_with_the_same_settings(api: Api) -> None:
     settings = api.client.app.state.settings  # type: ignore[attr-defined]
-    [sealed] = asyncio.run(codec_for(settings).encode([Payload(metadata={"encoding": b"json/plain"}, data=b'"asha@example.com"')]))
-    body = {"payloads": [{"metadata": {k: b64(v) for k, v in sealed.metadata.items()}, "data": b64(sealed.data)}]}
+    [sealed] = asyncio.run(
+        codec_for(settings).encode(
+            [Payload(metadata={"encoding": b"json/plain"}, data=b'"asha@example.com"')]
+        )
+    )
+    body = {
+        "payloads": [{"metadata": {k: b64(v) for k, v in sealed.metadata.items()}, "data": b64(sealed.data)}]
+    }
     r = api.client.post("/codec/decode", json=body, headers=api.auth(api.agent_key))
     assert base64.b64decode(r.json()["payloads"][0]["data"]) == b'"asha@example.com"'
 
@@ -48,22 +54,35 @@ def test_decodes_what_the_worker_encoded_with_the_same_settings(api: Api) -> Non
 def test_the_protocol_only_looks_at_the_last_path_segment_and_empty_lists_work(api: Api) -> None:
     r = api.client.post("/codec/decode", json={"payloads": []}, headers=api.auth(api.agent_key))
     assert r.status_code == 200 and r.json() == {}  # protobuf JSON omits an empty list
-    assert api.client.post("/codec/explode", json={"payloads": []}, headers=api.auth(api.agent_key)).status_code == 422
+    assert (
+        api.client.post("/codec/explode", json={"payloads": []}, headers=api.auth(api.agent_key)).status_code
+        == 422
+    )
 
 
 def test_undecodable_payloads_are_4xx_naming_the_problem(api: Api) -> None:
     h = api.auth(api.agent_key)
-    foreign = {"metadata": {"encoding": b64(ENCODING), KEY_ID_FIELD: b64(b"retired-2024")}, "data": b64(b"x" * 40)}
+    foreign = {
+        "metadata": {"encoding": b64(ENCODING), KEY_ID_FIELD: b64(b"retired-2024")},
+        "data": b64(b"x" * 40),
+    }
     r = api.client.post("/codec/decode", json={"payloads": [foreign]}, headers=h)
     assert r.status_code == 422 and "retired-2024" in r.json()["detail"]
-    bad_b64 = api.client.post("/codec/decode", json={"payloads": [{"metadata": {"encoding": "!!"}, "data": "x"}]}, headers=h)
+    bad_b64 = api.client.post(
+        "/codec/decode", json={"payloads": [{"metadata": {"encoding": "!!"}, "data": "x"}]}, headers=h
+    )
     assert bad_b64.status_code == 400 and "protobuf JSON" in bad_b64.json()["detail"]
 
 
 def test_only_agent_keys_may_call_it(api: Api) -> None:
     body = {"payloads": [plain_payload("x")]}
     assert api.client.post("/codec/decode", json=body).status_code == 401
-    assert api.client.post("/codec/decode", json=body, headers={"Authorization": "Bearer ndr_a_" + "x" * 43}).status_code == 401
+    assert (
+        api.client.post(
+            "/codec/decode", json=body, headers={"Authorization": "Bearer ndr_a_" + "x" * 43}
+        ).status_code
+        == 401
+    )
     for key in (api.merchant_key, api.carrier_key):
         r = api.client.post("/codec/decode", json=body, headers=api.auth(key))
         assert r.status_code == 403 and "needs agent" in r.json()["detail"]
@@ -100,7 +119,10 @@ def test_no_capability_url_without_a_secret_key(api: Api) -> None:
 
 
 def test_cors_allows_only_the_temporal_ui_origin(api: Api) -> None:
-    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-namespace,authorization"}
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-namespace,authorization",
+    }
     for origin in (UI, "http://localhost:8233"):
         r = api.client.options("/codec/decode", headers={**preflight, "Origin": origin})
         assert r.status_code == 204
@@ -111,9 +133,15 @@ def test_cors_allows_only_the_temporal_ui_origin(api: Api) -> None:
     assert evil.status_code == 403 and "access-control-allow-origin" not in evil.headers
     # Actual requests carry the header only for the UI's origin, errors included (so the UI can
     # tell "unauthorised" from "unreachable").
-    ok = api.client.post("/codec/decode", json={"payloads": []}, headers={**api.auth(api.agent_key), "Origin": UI})
+    ok = api.client.post(
+        "/codec/decode", json={"payloads": []}, headers={**api.auth(api.agent_key), "Origin": UI}
+    )
     assert ok.headers["access-control-allow-origin"] == UI
     denied = api.client.post("/codec/decode", json={"payloads": []}, headers={"Origin": UI})
     assert denied.status_code == 401 and denied.headers["access-control-allow-origin"] == UI
-    other = api.client.post("/codec/decode", json={"payloads": []}, headers={**api.auth(api.agent_key), "Origin": "https://evil.example"})
+    other = api.client.post(
+        "/codec/decode",
+        json={"payloads": []},
+        headers={**api.auth(api.agent_key), "Origin": "https://evil.example"},
+    )
     assert "access-control-allow-origin" not in other.headers
