@@ -35,11 +35,13 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.state.temporal = temporal
     app.state.carrier_settings = carrier_settings or CarrierSettings()
 
-    from api import errors
+    from api import errors, ratelimit
+    from api.redaction import install_access_log_redaction
     from api.routes import (
         agent_pages,
         agents,
         carriers,
+        codec,
         customer,
         dev,
         health,
@@ -49,6 +51,8 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     )
 
     errors.install(app)
+    ratelimit.install(app)  # last middleware added runs first: floods stop before anything else
+    install_access_log_redaction()
     # One router per audience (FastAPI "bigger applications" layout).
     app.include_router(health.router)
     app.include_router(merchants.router)  # merchants: register and read shipments
@@ -58,5 +62,6 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.include_router(tracking.router)  # customers: the public tracking page /t/{shipment_id}
     app.include_router(agents.router)  # agents: queue, timeline, actions
     app.include_router(agent_pages.router)  # agents: the /agent dashboard
+    app.include_router(codec.router)  # operators: the Temporal UI's codec server
     app.include_router(dev.router)  # answers 404 unless in local mode (no provider credentials)
     return app

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     temporal_tls: bool = False
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
-    temporal_api_key: str = ""
+    temporal_api_key: str = Field(default="", repr=False)
     temporal_ui_url: str = "http://127.0.0.1:8233"
 
     api_host: str = "127.0.0.1"
@@ -35,10 +35,14 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
 
     # Signs customer self-service links and CSRF tokens. Generated per home when unset.
-    secret_key: str = ""
+    secret_key: str = Field(default="", repr=False)
     # Twilio's auth token: signs Twilio's webhooks. Without a Twilio account (local mode) one is
     # generated per home so local Twilio-format webhooks are still signature-checked.
-    twilio_auth_token: str = ""
+    twilio_auth_token: str = Field(default="", repr=False)
+    # Payload encryption keys for Temporal history (ndrflow/codec.py): `kid:base64key` items,
+    # JSON list or comma-separated, the first one active. Generated per home when unset; in
+    # production set it to the same value for every API and worker process.
+    codec_keys: str = Field(default="", repr=False)
 
     # How long a workflow lingers after a terminal milestone (late scans, replies, agent notes).
     completion_grace_hours: float = 72.0
@@ -69,7 +73,7 @@ class Settings(BaseSettings):
         for name in self.generated_secret_names():
             if not getattr(self, name):
                 if name not in stored:
-                    stored[name] = secrets.token_urlsafe(32)
+                    stored[name] = _generate_secret(name)
                     changed = True
                 setattr(self, name, stored[name])
         if changed:
@@ -79,7 +83,15 @@ class Settings(BaseSettings):
 
     @staticmethod
     def generated_secret_names() -> list[str]:
-        return ["secret_key", "twilio_auth_token"]
+        return ["secret_key", "twilio_auth_token", "codec_keys"]
+
+
+def _generate_secret(name: str) -> str:
+    if name == "codec_keys":
+        from ndrflow.codec import generate_keys_value
+
+        return generate_keys_value()
+    return secrets.token_urlsafe(32)
 
 
 @lru_cache

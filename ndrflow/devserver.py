@@ -106,6 +106,9 @@ class DevServer:
     search_attributes: Sequence[SearchAttributeKey] = field(default_factory=lambda: list(search.ALL_KEYS))
     log_level: str = "warn"
     ui: bool = True
+    # The codec server the Web UI asks to show encrypted payloads (`--ui-codec-endpoint`), e.g.
+    # api.routes.codec.codec_ui_endpoint(settings, api_url). None = the UI shows ciphertext.
+    ui_codec_endpoint: str | None = None
     # Extra `--dynamic-config-value KEY=VALUE` pairs (benchmarks tune the server this way).
     dynamic_config: dict[str, str] = field(default_factory=dict)
     binary: Path | None = None
@@ -153,6 +156,8 @@ class DevServer:
         ]
         if self.ui:
             cmd += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+            if self.ui_codec_endpoint:
+                cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         else:
             cmd += ["--headless"]
         for key, value in self.dynamic_config.items():

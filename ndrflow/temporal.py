@@ -1,11 +1,13 @@
 """Connecting to Temporal from settings: the embedded dev server or a production cluster
-(address, namespace, TLS client certificate or Temporal Cloud API key)."""
+(address, namespace, TLS client certificate or Temporal Cloud API key). Every client carries the
+payload-encrypting data converter (ndrflow/codec.py); a worker built on the client inherits it."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.service import TLSConfig
 
+from ndrflow.codec import data_converter
 from ndrflow.config import Settings
 
 
@@ -23,4 +25,5 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
         namespace=settings.temporal_namespace,
         tls=tls,
         api_key=settings.temporal_api_key or None,
+        data_converter=data_converter(settings),
     )
