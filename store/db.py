@@ -18,14 +18,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        # sqlite:///file.db, sqlite:////abs/file.db; plain "sqlite://" is an in-memory database.
+        path = url.split("///", 1)[1] if "///" in url else ":memory:"
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # The API and 64 activity threads share one engine: the default pool (5 + 10) starved
         # under load (bench/README.md). SQLite serialises writers itself (WAL, busy timeout).
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=100
-        )
+        file_db = bool(path) and path != ":memory:"
+        pool = {"pool_size": 20, "max_overflow": 100} if file_db else {}  # :memory: has one connection
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
