@@ -473,7 +473,9 @@ class ShipmentWorkflow:
                 self._dirty = True
 
     def _reminder_times(self, case: ndr.NdrCase) -> list[datetime]:
-        if not case.asked_at:
+        # Reminders are for silence: a customer who answered ("2", an unclear text) has been asked
+        # the follow-up question already; only an opt-out/opt-in is not an answer.
+        if not case.asked_at or any(r.get("kind") not in ("opt_out", "opt_in") for r in case.responses):
             return []
         prof = self._st().profile
         return ndr.reminder_times(_parse(case.asked_at), prof.timezone if prof else "UTC",
@@ -529,7 +531,7 @@ class ShipmentWorkflow:
         case = ndr.find_case(st.ndr_cases, case_attempt) if case_attempt is not None else None
         context = ndr_context(case) if case is not None else {}
         pol = self._pol()
-        plan = notify.plan(pol.notify, purpose, st.profile, exclude=st.opted_out)
+        plan = notify.plan(pol.notify, _rule_purpose(pol, purpose), st.profile, exclude=st.opted_out)
         if not plan.order:
             self._timeline(normalise_time(workflow.now()), "notification", f"{purpose}: no usable channel", purpose=purpose)
             return
@@ -784,6 +786,15 @@ def _agent_action_error(st: ShipmentState, inp: AgentActionInput) -> str | None:
     if inp.action == "note" and not inp.reason.strip():
         return "a note needs text (reason)"
     return None
+
+
+def _rule_purpose(pol: ShipmentPolicy, purpose: str) -> str:
+    """Whose channel rule a message follows. The NDR conversation's answers (ask for the date,
+    escalated, dispute acknowledged, already decided, ...) have no rule of their own in most
+    merchants' policies: they go where the question went (`ndr_ask`), never nowhere."""
+    if purpose in pol.notify.rules or not purpose.startswith("ndr_"):
+        return purpose
+    return ndr.NOTIFY_ASK
 
 
 def ndr_context(case: ndr.NdrCase) -> dict[str, Any]:
