@@ -36,7 +36,17 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.state.carrier_settings = carrier_settings or CarrierSettings()
 
     from api import errors
-    from api.routes import agent_pages, agents, carriers, health, merchants
+    from api.routes import (
+        agent_pages,
+        agents,
+        carriers,
+        customer,
+        dev,
+        health,
+        inbound,
+        merchants,
+        provider_webhooks,
+    )
 
     errors.install(app)
     app.include_router(health.router)
@@ -44,4 +54,10 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.include_router(carriers.router)
     app.include_router(agents.router)
     app.include_router(agent_pages.router)
+    # Providers: delivery status callbacks, and customers' messages (SMS, WhatsApp, email).
+    app.include_router(provider_webhooks.router)
+    app.include_router(inbound.router)
+    # The customer's self-service page (/r/{token}) and, in local mode only, the outbox.
+    app.include_router(customer.router)
+    app.include_router(dev.router)
     return app

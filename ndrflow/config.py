@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Twilio's auth token: signs Twilio's webhooks. Without a Twilio account (local mode) one is
     # generated per home so local Twilio-format webhooks are still signature-checked.
     twilio_auth_token: str = ""
+    # SendGrid Inbound Parse signs nothing: its webhook URL carries this token
+    # (`/v1/webhooks/sendgrid/inbound?token=...`). Generated per home when unset.
+    sendgrid_inbound_token: str = ""
 
     # How long a workflow lingers after a terminal milestone (late scans, replies, agent notes).
     completion_grace_hours: float = 72.0
@@ -79,7 +82,7 @@ class Settings(BaseSettings):
 
     @staticmethod
     def generated_secret_names() -> list[str]:
-        return ["secret_key", "twilio_auth_token"]
+        return ["secret_key", "twilio_auth_token", "sendgrid_inbound_token"]
 
 
 @lru_cache
