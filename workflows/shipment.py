@@ -473,9 +473,12 @@ class ShipmentWorkflow:
                 self._dirty = True
 
     def _reminder_times(self, case: ndr.NdrCase) -> list[datetime]:
+        if not case.asked_at:
+            return []
         # Reminders are for silence: a customer who answered ("2", an unclear text) has been asked
         # the follow-up question already; only an opt-out/opt-in is not an answer.
-        if not case.asked_at or any(r.get("kind") not in ("opt_out", "opt_in") for r in case.responses):
+        answered = any(r.get("kind") not in ("opt_out", "opt_in") for r in case.responses)
+        if answered and workflow.patched(PATCH_NDR_FOLLOW_UPS):
             return []
         prof = self._st().profile
         return ndr.reminder_times(_parse(case.asked_at), prof.timezone if prof else "UTC",
@@ -531,7 +534,10 @@ class ShipmentWorkflow:
         case = ndr.find_case(st.ndr_cases, case_attempt) if case_attempt is not None else None
         context = ndr_context(case) if case is not None else {}
         pol = self._pol()
-        plan = notify.plan(pol.notify, _rule_purpose(pol, purpose), st.profile, exclude=st.opted_out)
+        rule_purpose = _rule_purpose(pol, purpose)
+        if rule_purpose != purpose and not workflow.patched(PATCH_NDR_FOLLOW_UPS):
+            rule_purpose = purpose
+        plan = notify.plan(pol.notify, rule_purpose, st.profile, exclude=st.opted_out)
         if not plan.order:
             self._timeline(normalise_time(workflow.now()), "notification", f"{purpose}: no usable channel", purpose=purpose)
             return
@@ -749,6 +755,10 @@ class ShipmentWorkflow:
 ATTN_STALE = "no_tracking_update"
 ATTN_CHANNELS = "channels_failed"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
+
+# NDR follow-ups (the date question, escalated, ...) go where the question went, and reminders stop
+# once the customer answered. Histories recorded before this change replay the old way.
+PATCH_NDR_FOLLOW_UPS = "ndr-follow-ups-after-a-reply"
 
 
 def _agent_action_error(st: ShipmentState, inp: AgentActionInput) -> str | None:
