@@ -24,6 +24,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
+# The whole NDR story against a running `make run` (another terminal): ARGS="--api URL --home DIR".
+demo: $(STAMP)
+	$(BIN)/ndrflow demo $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
