@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -52,6 +53,27 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["provider webhooks"])
 
 SENDGRID_INBOUND_PATH = "/v1/webhooks/sendgrid/inbound"
+_TOKEN_IN_QUERY = re.compile(r"(?<=[?&]token=)[^&\s\"]+")
+
+
+class RedactInboundToken(logging.Filter):
+    """The Inbound Parse token rides in the URL, which access logs print: never log it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = _redact(record.msg)
+        return True
+
+
+def _redact(text: str) -> str:
+    return _TOKEN_IN_QUERY.sub("[redacted]", text) if SENDGRID_INBOUND_PATH in text else text
+
+
+_access_log = logging.getLogger("uvicorn.access")
+if not any(isinstance(f, RedactInboundToken) for f in _access_log.filters):
+    _access_log.addFilter(RedactInboundToken())
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 # An SMS or WhatsApp message is at most 1,600 characters; a form with every Twilio field stays
 # far below this. Emails are bounded by the app's body limit (NDRFLOW_MAX_BODY_BYTES).

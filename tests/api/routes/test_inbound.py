@@ -296,3 +296,30 @@ def test_the_inbound_token_is_generated_per_home(tmp_path: Path) -> None:
     other = Settings(home=tmp_path / "h2").with_home_secrets()
     assert first.sendgrid_inbound_token and first.sendgrid_inbound_token == again.sendgrid_inbound_token
     assert other.sendgrid_inbound_token != first.sendgrid_inbound_token
+
+
+def test_a_reply_to_a_closed_case_is_answered_once_through_the_channel_stack(inbound: Inbound) -> None:
+    inbound.add_case("shp_a")
+    inbound.temporal.workflows["shipment-shp_a"].state.ndr_cases[0]["state"] = "closed"
+    for _ in range(2):  # Twilio retries
+        assert inbound.post_twilio("1", sid="SMlate").status_code == 200
+    [reply], _ = inbound.inbound_rows()
+    assert reply.outcome == "refused" and "closed" in reply.detail
+    # One notification for this inbound message (sent, or failed while its template is missing):
+    # the exactly-once key is the inbound message id, so the retry did not answer twice.
+    with Session(inbound.engine) as s:
+        rows = s.exec(select(ns.NotificationLog).where(ns.NotificationLog.purpose == "ndr_case_closed")).all()
+    assert [(r.shipment_id, r.channel, r.occurrence) for r in rows] == [("shp_a", "sms", "inbound:SMlate")]
+
+
+def test_the_inbound_token_never_reaches_the_access_log() -> None:
+    import logging
+
+    from api.routes.inbound import RedactInboundToken
+
+    assert any(isinstance(f, RedactInboundToken) for f in logging.getLogger("uvicorn.access").filters)
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "POST", f"/v1/webhooks/sendgrid/inbound?token={SG_TOKEN}&x=1", "1.1", 200), None)
+    RedactInboundToken().filter(record)
+    line = record.getMessage()
+    assert SG_TOKEN not in line and "token=[redacted]&x=1" in line
