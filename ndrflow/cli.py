@@ -216,6 +216,7 @@ def _ready_panel(settings: Settings, stack: Any, keys: Any) -> Panel:
             grid.add_row("Fake carrier", f"{stack.fake_carrier.url}/_received  (every carrier API points here)")
         if settings.twilio_auth_token:
             grid.add_row("Twilio auth token", f"{settings.twilio_auth_token}  (signs inbound webhooks in local mode)")
+        grid.add_row("Demo", f"make demo ARGS='--api {api} --home {settings.home}'  (another terminal: the NDR story)")
     grid.add_row("Temporal UI", stack.temporal_ui_url)
     if stack.devserver is not None:
         grid.add_row("Temporal gRPC", f"{stack.devserver.address}  (namespace {settings.temporal_namespace})")
