@@ -35,6 +35,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlmodel import Session
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.reply_routing import InboundMessage as ReplyMessage
 from api.reply_routing import InboundOutcome, handle_inbound, normalise_sender
@@ -138,13 +140,13 @@ async def sendgrid_inbound(
     except ValueError as exc:
         raise HTTPException(400, f"SendGrid Inbound Parse: {exc}") from None
     result = await _receive(request, msg)
-    return {"outcome": result.outcome if result else "duplicate"}
+    return {"outcome": result.outcome}
 
 
 # ---- the shared path ----------------------------------------------------------------------------
 
 
-async def _receive(request: Request, msg: InboundMessage) -> InboundOutcome | None:
+async def _receive(request: Request, msg: InboundMessage) -> InboundOutcome:
     engine = request.app.state.engine
     # Words of a reply are logged once, in inbound_replies; a keyword is the whole message.
     logged = msg if msg.optout else replace(msg, body="")
@@ -153,20 +155,30 @@ async def _receive(request: Request, msg: InboundMessage) -> InboundOutcome | No
     if temporal is None:
         raise HTTPException(503, "Temporal is not connected; retry the webhook later")
     ndr = _ndr_settings(request)
-    outcome = await handle_inbound(
-        temporal=temporal,
-        engine=engine,
-        msg=ReplyMessage(
-            channel=msg.channel,
-            from_address=msg.from_address,
-            body=msg.body,
-            provider_message_id=msg.provider_message_id,
-            to_address=msg.to_address,
-        ),
-        inbound_domain=ndr.inbound_email_domain,
-        max_days=ndr.reattempt_max_days,
-        optout=msg.optout,
-    )
+    try:
+        outcome = await handle_inbound(
+            temporal=temporal,
+            engine=engine,
+            msg=ReplyMessage(
+                channel=msg.channel,
+                from_address=msg.from_address,
+                body=msg.body,
+                provider_message_id=msg.provider_message_id,
+                to_address=msg.to_address,
+            ),
+            inbound_domain=ndr.inbound_email_domain,
+            max_days=ndr.reattempt_max_days,
+            optout=msg.optout,
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise  # Temporal unreachable: 503 (api/errors.py), the provider retries; the row says "failed"
+        # The case's workflow is gone (finished past its retention): nothing to deliver to.
+        log.info("inbound %s: the workflow of its case no longer exists", msg.provider_message_id)
+        return InboundOutcome("case_closed", detail="the case's workflow no longer exists")
+    except WorkflowQueryFailedError as exc:
+        log.warning("inbound %s: the case's workflow could not answer: %s", msg.provider_message_id, exc)
+        raise HTTPException(503, "the shipment's workflow could not answer; retry the webhook later") from None
     log.info("inbound %s %s: %s %s", msg.channel, msg.provider_message_id, outcome.outcome, outcome.detail[:200])
     if outcome.answer_purpose and outcome.outcome != "duplicate" and not msg.optout:
         await _answer(request, msg, outcome)

@@ -323,3 +323,34 @@ def test_the_inbound_token_never_reaches_the_access_log() -> None:
     RedactInboundToken().filter(record)
     line = record.getMessage()
     assert SG_TOKEN not in line and "token=[redacted]&x=1" in line
+
+
+def test_temporal_unavailable_is_a_503_and_twilios_retry_delivers_it(inbound: Inbound) -> None:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    inbound.add_case("shp_a")
+    real = inbound.temporal.get_workflow_handle
+
+    class Down:
+        async def query(self, *a: Any, **k: Any) -> Any:
+            raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    inbound.temporal.get_workflow_handle = lambda *a, **k: Down()  # type: ignore[method-assign]
+    r = inbound.post_twilio("1", sid="SMretry")
+    assert r.status_code == 503 and "unavailable" in r.json()["detail"].lower()
+    [reply], _ = inbound.inbound_rows()
+    assert reply.outcome == "failed"
+    inbound.temporal.get_workflow_handle = real  # type: ignore[method-assign]
+    assert inbound.post_twilio("1", sid="SMretry").status_code == 200
+    [update] = inbound.updates("shp_a")
+    assert update.message_id == "SMretry" and inbound.temporal.case("shp_a")["state"] == "decided"
+    [reply], [message] = inbound.inbound_rows()
+    assert reply.outcome == "routed"
+
+
+def test_a_case_whose_workflow_is_gone_is_answered_200_and_left_alone(inbound: Inbound) -> None:
+    inbound.add_case("shp_a")
+    del inbound.temporal.workflows["shipment-shp_a"]  # finished long ago, past retention
+    r = inbound.post_twilio("1", sid="SMgone")
+    assert r.status_code == 200
+    assert inbound.outbox() == []
