@@ -43,6 +43,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import TemplateError
 from sqlalchemy.engine import Engine
@@ -50,13 +51,18 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from api.tokens import case_url, make_case_token
 from channels.base import ChannelError, OutboundMessage
 from channels.registry import ChannelRegistry
 from channels.settings import ChannelSettings
 from domain import phones
+from domain.case_ref import candidate_refs
+from domain.ndr_options import reattempt_window
+from ndrflow.ndr_settings import NdrSettings
+from store import ndr as ndr_store
 from store import notifications as ns
 from store.models import Shipment
-from templates import TemplateContextError, render
+from templates import ASKING_PURPOSES, TemplateContextError, render
 from workflows.messages import (
     GET_NOTIFY_POLICY,
     SEND_NOTIFICATION,
@@ -88,14 +94,23 @@ CARRIER_NAMES = {
 
 class NotifyActivities:
     """Built once by the worker: `NotifyActivities(engine, settings)`; `settings` is a
-    ChannelSettings or the app's ndrflow.config.Settings (converted with from_settings)."""
+    ChannelSettings or the app's ndrflow.config.Settings (converted with from_settings).
+    `ndr_settings` (default: from the environment) gives the inbound email domain for per-case
+    reply-to addresses and the reattempt window named in date questions."""
 
-    def __init__(self, engine: Engine, settings: Any, registry: ChannelRegistry | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Any,
+        registry: ChannelRegistry | None = None,
+        ndr_settings: NdrSettings | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = (
             settings if isinstance(settings, ChannelSettings) else ChannelSettings.from_settings(settings)
         )
         self.registry = registry or ChannelRegistry(self.settings)
+        self.ndr_settings = ndr_settings or NdrSettings()
 
     @activity.defn(name=SEND_NOTIFICATION)
     async def send_notification(self, inp: SendNotificationInput) -> SendNotificationResult:
@@ -226,6 +241,8 @@ class NotifyActivities:
     ) -> OutboundMessage:
         ctx = base_context(shipment, policy, self.settings.public_base_url)
         ctx.update(inp.context or {})
+        if inp.purpose.startswith("ndr_"):
+            ctx.update(self._ndr_context(inp, shipment, ctx))
         rendered = render(
             inp.channel, inp.purpose, shipment.customer_locale, ctx, tz=shipment.customer_timezone
         )
@@ -252,6 +269,43 @@ class NotifyActivities:
             reply_to=ctx.get("reply_to") or None,
             sender_name=str(ctx["merchant_name"]),
         )
+
+    def _ndr_context(
+        self, inp: SendNotificationInput, shipment: Shipment, ctx: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What an NDR message needs that the workflow must not carry: the signed self-service
+        link (a credential: never in history, computed for each send) and the per-case reply-to
+        address; plus the last date a customer may ask for, in their calendar."""
+        extra: dict[str, Any] = {}
+        attempt = ctx.get("ndr_attempt")
+        if isinstance(attempt, int) and attempt > 0:
+            with Session(self.engine) as s:
+                route = ndr_store.case_route(s, shipment_id=shipment.shipment_id, attempt=attempt)
+            ref = str(ctx.get("case_ref") or (route.ref if route else "") or "")
+            if not ref:
+                # No reply route (yet): the store would give this case the first candidate, and
+                # the page accepts any reference while the case has none.
+                ref = candidate_refs(f"{shipment.shipment_id}:{attempt}")[0]
+            key = self.settings.signing_key()
+            if key:
+                token = make_case_token(shipment.shipment_id, attempt, ref, secret_key=key)
+                extra["link"] = case_url(self.settings.public_base_url, token)
+            elif inp.purpose in ASKING_PURPOSES:
+                raise TemplateContextError(
+                    "cannot sign the self-service link: set NDRFLOW_SECRET_KEY (or run with a home that has one)"
+                )
+            domain = self.ndr_settings.inbound_email_domain.strip()
+            if inp.channel == "email" and domain and route is not None and route.reply_key:
+                extra["reply_to"] = ndr_store.reply_to_address(route.reply_key, domain)
+        if inp.purpose in ("ndr_ask_date", "ndr_clarify") and not ctx.get("max_date"):
+            tz = shipment.customer_timezone or "UTC"
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                tz = "UTC"
+            _, last = reattempt_window(datetime.now(UTC), tz, max_days=self.ndr_settings.reattempt_max_days)
+            extra["max_date"] = last.isoformat()
+        return extra
 
     def _reconcile(self, row: ns.NotificationLog, msg: OutboundMessage) -> SendNotificationResult | None:
         """The previous attempt's outcome is unknown (see the module docstring)."""

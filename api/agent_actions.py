@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -30,7 +31,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateR
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal
-from api.schemas import normalise_phone
+from domain import phones
 from store import agents as agent_store
 from store.models import ApiKey, Shipment
 from workflows.messages import (
@@ -86,7 +87,9 @@ class AgentActionRequest(BaseModel):
     requested_date: date | None = Field(None, description="reschedule: the new delivery date, YYYY-MM-DD")
     address: AddressChange | None = Field(None, description="update_address: the parts that change")
     phone: str | None = Field(None, max_length=32, description="update_address: the new phone (any format)")
-    until: datetime | None = Field(None, description="snooze: until when (ISO-8601 with offset)")
+    until: datetime | None = Field(
+        None, description="snooze: until when (ISO-8601; no offset = the shipment's local time)"
+    )
     purpose: str | None = Field(
         None, pattern=r"^[a-z][a-z0-9_]{1,47}$", description="resend_notification: which message"
     )
@@ -128,8 +131,6 @@ def agent_name(session: Session, principal: Principal) -> str:
 
 def check_action_id(value: str | None) -> str:
     if not value:
-        import uuid
-
         return str(uuid.uuid4())
     if not ACTION_ID_RE.match(value):
         raise ActionError(422, "Idempotency-Key: 1-100 letters, digits, '.', '_', ':' or '-'")
@@ -173,9 +174,9 @@ def normalise(body: AgentActionRequest, row: Shipment, *, now: datetime) -> dict
         if body.phone:
             region = (address.get("country") or (row.address or {}).get("country") or "IN").upper()
             try:
-                params["phone"] = normalise_phone(body.phone, region)
+                params["phone"] = phones.normalize(body.phone, region)
             except ValueError as exc:
-                raise ActionError(422, str(exc).replace("customer.phone", "phone")) from None
+                raise ActionError(422, f"phone: {exc}") from None
     if body.action == "snooze":
         if body.until is None:
             raise ActionError(422, "until: snooze needs a time (ISO-8601 with offset)")

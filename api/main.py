@@ -46,18 +46,19 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
         inbound,
         merchants,
         provider_webhooks,
+        tracking,
     )
 
     errors.install(app)
+    # One router per audience (FastAPI "bigger applications" layout).
     app.include_router(health.router)
-    app.include_router(merchants.router)
-    app.include_router(carriers.router)
-    app.include_router(agents.router)
-    app.include_router(agent_pages.router)
-    # Providers: delivery status callbacks, and customers' messages (SMS, WhatsApp, email).
-    app.include_router(provider_webhooks.router)
-    app.include_router(inbound.router)
-    # The customer's self-service page (/r/{token}) and, in local mode only, the outbox.
-    app.include_router(customer.router)
-    app.include_router(dev.router)
+    app.include_router(merchants.router)  # merchants: register and read shipments
+    app.include_router(carriers.router)  # carriers: tracking events in their own formats
+    app.include_router(provider_webhooks.router)  # Twilio / SendGrid delivery status
+    app.include_router(inbound.router)  # customers' SMS, WhatsApp and email replies
+    app.include_router(customer.router)  # customers: the self-service page /r/{token}
+    app.include_router(tracking.router)  # customers: the public tracking page /t/{shipment_id}
+    app.include_router(agents.router)  # agents: queue, timeline, actions
+    app.include_router(agent_pages.router)  # agents: the /agent dashboard
+    app.include_router(dev.router)  # answers 404 unless in local mode (no provider credentials)
     return app

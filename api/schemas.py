@@ -7,7 +7,6 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
@@ -74,27 +73,11 @@ class ShipmentCreate(BaseModel):
     promised_delivery_date: date | None = None
 
     @model_validator(mode="after")
-    def _phone(self) -> ShipmentCreate:
-        # The phone is parsed with the address country as default region ("98765 43210" in IN).
-        if self.customer.phone is not None:
-            self.customer.phone = normalise_phone(self.customer.phone, self.address.country)
+    def _contact(self) -> ShipmentCreate:
+        # The phone is normalised to E.164 in the route, with the merchant's default region.
         if self.customer.phone is None and self.customer.email is None:
             raise ValueError("customer needs a phone or an email to be notified")
         return self
-
-
-class PhoneError(ValueError):
-    pass
-
-
-def normalise_phone(raw: str, region: str) -> str:
-    try:
-        num = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"customer.phone: cannot parse {raw!r}: {exc}") from None
-    if not phonenumbers.is_valid_number(num):
-        raise ValueError(f"customer.phone: {raw!r} is not a possible phone number for region {region}")
-    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
 class ShipmentCreated(BaseModel):

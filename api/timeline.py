@@ -8,9 +8,13 @@ Sources, merged by time:
 - the store's audit of agent actions (refused ones too, which never reach workflow history) and
   attention records (raised, cleared, by whom).
 
-What the workflow already put in its timeline is not repeated: a derived item is dropped when a
-workflow entry of the same kind carries the same key (notification key, reply message id, agent
-action id) or the same time. Pure: takes the state and rows, returns dicts.
+What the workflow already records is not repeated. For a kind the workflow's timeline holds at
+all (reply, instruction, attention, agent_action) the workflow's entries are the record, and the
+derived items of that kind are left out, except refused or unanswered agent actions, which never
+reach the workflow. Notifications are matched one by one (by key, else by time, purpose and
+channel): a match gets the message's current `delivery_status` (delivery callbacks arrive after
+the send the workflow logged), anything unmatched is added. Pure: takes the state and rows,
+returns dicts.
 """
 
 from __future__ import annotations
@@ -33,48 +37,53 @@ def build_timeline(
     actions: Iterable[AgentActionRecord] = (),
     attention: Iterable[AttentionRecord] = (),
 ) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for t in state.timeline:
-        item = {**(t.data or {}), "at": t.at, "kind": t.kind, "summary": t.summary, "source": "workflow"}
-        items.append(item)
-    seen = _Seen(items)
+    items: list[dict[str, Any]] = [
+        {**(t.data or {}), "at": t.at, "kind": t.kind, "summary": t.summary, "source": "workflow"}
+        for t in state.timeline
+    ]
+    recorded = {i["kind"] for i in items}
+    sends = _Sends(items)
 
     for n in state.notifications:
         item = _notification(n)
-        if item is not None and not seen.has(item, "key"):
+        match = sends.find(item)
+        if match is not None:
+            match["delivery_status"] = item["delivery_status"]
+        else:
             items.append(item)
     for case in state.ndr_cases:
-        for item in _ndr_case(case):
-            if not seen.has(item, "message_id"):
-                items.append(item)
+        items += [i for i in _ndr_case(case) if i["kind"] not in recorded]
     for a in actions:
-        item = _action(a)
-        if not seen.has(item, "action_id"):
-            items.append(item)
-    for rec in attention:
-        for item in _attention(rec):
-            if not seen.has(item, None):
-                items.append(item)
+        if a.status != "accepted" or "agent_action" not in recorded:
+            items.append(_action(a))
+    if "attention" not in recorded:
+        for rec in attention:
+            items += _attention(rec)
 
     # Stable: equal times keep source order (workflow entries first, as the workflow saw them).
     return sorted(items, key=lambda i: _sort_time(i.get("at")))
 
 
-class _Seen:
-    def __init__(self, workflow_items: list[dict[str, Any]]) -> None:
-        self.keys: set[tuple[str, str, str]] = set()
-        self.times: set[tuple[str, datetime]] = set()
-        for i in workflow_items:
-            for name in ("key", "message_id", "action_id"):
-                if i.get(name):
-                    self.keys.add((i["kind"], name, str(i[name])))
-            if i.get("at"):
-                self.times.add((i["kind"], _sort_time(i["at"])))
+class _Sends:
+    """The workflow's notification entries, by key when it logs one, else by (time, purpose, channel)."""
 
-    def has(self, item: dict[str, Any], key: str | None) -> bool:
-        if key and item.get(key) and (item["kind"], key, str(item[key])) in self.keys:
-            return True
-        return bool(item.get("at")) and (item["kind"], _sort_time(item["at"])) in self.times
+    def __init__(self, workflow_items: list[dict[str, Any]]) -> None:
+        self.by_key: dict[str, dict[str, Any]] = {}
+        self.by_when: dict[tuple[datetime, Any, Any], dict[str, Any]] = {}
+        for i in workflow_items:
+            if i["kind"] != "notification":
+                continue
+            if i.get("key"):
+                self.by_key[str(i["key"])] = i
+            if i.get("at"):
+                self.by_when.setdefault((_sort_time(i["at"]), i.get("purpose"), i.get("channel")), i)
+
+    def find(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        if item.get("key") and str(item["key"]) in self.by_key:
+            return self.by_key[str(item["key"])]
+        if not item.get("at"):
+            return None
+        return self.by_when.get((_sort_time(item["at"]), item.get("purpose"), item.get("channel")))
 
 
 def _notification(n: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -57,6 +57,9 @@ class ChannelSettings(BaseSettings):
 
     home: Path = Path(".ndrflow")
     public_base_url: str = "http://127.0.0.1:8000"
+    # Signs the customer self-service links NDR messages carry (api/tokens.py); "" = the one
+    # generated for this home (home/secrets.json, written by ndrflow.config.Settings).
+    secret_key: str = ""
 
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
@@ -109,12 +112,25 @@ class ChannelSettings(BaseSettings):
         """Channel settings consistent with the app's Settings (home, public URL, and the
         per-home generated Twilio auth token when none is configured)."""
         values: dict[str, Any] = {}
-        for name in ("home", "public_base_url", "twilio_auth_token"):
+        for name in ("home", "public_base_url", "twilio_auth_token", "secret_key"):
             value = getattr(settings, name, None)
             if value:
                 values[name] = value
         values.update(overrides)
         return cls(**values)
+
+    def signing_key(self) -> str | None:
+        """NDRFLOW_SECRET_KEY, else the key generated for this home; None when neither exists
+        (never generated here: the API must verify with the same key the worker signs with)."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.home / "secrets.json"
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        key = stored.get("secret_key") if isinstance(stored, dict) else None
+        return str(key) if key else None
 
     # ---- which provider ------------------------------------------------------------------
     @property

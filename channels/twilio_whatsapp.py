@@ -3,8 +3,11 @@
 WhatsApp allows free-form text only inside the 24-hour session that the customer's last
 message opens. Outside it we send an approved Content template: ContentSid plus
 ContentVariables ({"1": ..., "2": ...}) mapped per (purpose, locale) in
-NDRFLOW_WHATSAPP_TEMPLATES. When Twilio refuses free-form text with 63016 (window closed after
-all) we fall back to the template in the same attempt. Twilio may also report 63016 later, in the
+NDRFLOW_WHATSAPP_TEMPLATES. NDR questions use quick-reply templates keyed per menu
+("ndr_ask:1234"; see template_keys and channels/whatsapp_content.py, which builds their
+definitions with button ids equal to the fixed option numbers, so a tap reads like the digit).
+When Twilio refuses free-form text with 63016 (window closed after all) we fall back to the
+template in the same attempt. Twilio may also report 63016 later, in the
 status callback; the workflow then sees a failure for this channel (NotificationStatusInput with
 error_code "63016") and may resend with context {"whatsapp_force_template": true} or move on.
 """
@@ -41,14 +44,29 @@ def content_variables(variables: Mapping[str, str], names: list[str]) -> str:
     )
 
 
+def template_keys(msg: OutboundMessage) -> list[str]:
+    """Configuration keys to look up, most specific first. NDR questions offer different options
+    per reason, and quick-reply buttons are fixed in an approved template, so a template made for
+    one menu is keyed "<purpose>:<menu numbers>" ("ndr_ask:124"); "<purpose>" alone is the
+    fallback (a text template carrying {{options_text}})."""
+    menu = msg.variables.get("menu")
+    return ([f"{msg.purpose}:{menu}"] if menu else []) + [msg.purpose]
+
+
 def send_template(msg: OutboundMessage, settings: ChannelSettings, why: str) -> SendResult:
     chain = [c for c in (msg.template_locale, *locale_chain(msg.locale)) if c]
-    template = settings.whatsapp_template(msg.purpose, list(dict.fromkeys(chain)))
+    chain = list(dict.fromkeys(chain))
+    template = None
+    for key in template_keys(msg):
+        template = settings.whatsapp_template(key, chain)
+        if template is not None:
+            break
     if template is None:
         raise ChannelError(
             "no_template",
             True,
-            f"{why}, and no approved WhatsApp template is configured for {msg.purpose} ({'/'.join(chain)})",
+            f"{why}, and no approved WhatsApp template is configured for "
+            f"{' or '.join(template_keys(msg))} ({'/'.join(chain)})",
         )
     params = {
         **_base(msg, settings),

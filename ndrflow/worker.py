@@ -102,23 +102,36 @@ def build_worker(
     by_name: dict[str, Callable[..., Any]] = {}
     for fn in [*all_activities(settings, engine, carrier_settings), *extra_activities]:
         by_name[_activity_name(fn)] = fn
-    worker_options.setdefault("max_concurrent_activities", ACTIVITY_THREADS)
-    worker_options.setdefault("max_concurrent_local_activities", ACTIVITY_THREADS)
-    # Local and regular activities share the pool: size it for both so a task never waits for
-    # a thread while its start-to-close timeout runs. Threads are created lazily.
-    executor = activity_executor or ThreadPoolExecutor(
-        max_workers=worker_options["max_concurrent_activities"]
-        + worker_options["max_concurrent_local_activities"],
-        thread_name_prefix="activity",
-    )
-    worker_options.setdefault("workflow_runner", workflow_runner())
+    options = worker_tuning(**worker_options)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=all_workflows(),
         activities=list(by_name.values()),
-        activity_executor=executor,
-        **worker_options,
+        activity_executor=activity_executor or activity_executor_for(options),
+        **options,
+    )
+
+
+def worker_tuning(**overrides: Any) -> dict[str, Any]:
+    """The Worker options ndrflow runs with. The benchmark's engine baseline (bench/baseline.py)
+    builds its worker from the same function, so both sides of every ratio run the same tuning.
+    `overrides` win (tests, `Stack(worker_options=...)`)."""
+    options: dict[str, Any] = {
+        "max_concurrent_activities": ACTIVITY_THREADS,
+        "max_concurrent_local_activities": ACTIVITY_THREADS,
+        "workflow_runner": workflow_runner(),
+    }
+    options.update(overrides)
+    return options
+
+
+def activity_executor_for(options: dict[str, Any]) -> ThreadPoolExecutor:
+    # Local and regular activities share the pool: size it for both so a task never waits for
+    # a thread while its start-to-close timeout runs. Threads are created lazily.
+    return ThreadPoolExecutor(
+        max_workers=options["max_concurrent_activities"] + options["max_concurrent_local_activities"],
+        thread_name_prefix="activity",
     )
 
 
@@ -137,4 +150,5 @@ def build_notify_worker(client: Client, settings: Settings, engine: Engine, *, t
     from activities.notify import notify_worker
     from channels.settings import ChannelSettings
 
-    return notify_worker(client, engine, ChannelSettings(), task_queue=task_queue)
+    # From the app's settings: the worker signs self-service links with the same secret key.
+    return notify_worker(client, engine, ChannelSettings.from_settings(settings), task_queue=task_queue)

@@ -116,3 +116,17 @@ def shipment_public(row: Shipment) -> dict[str, Any]:
         "tracking_number": row.tracking_number,
         "status": row.status,
     }
+
+
+def touch_last_event(session: Session, *, shipment_id: str, occurred_at: str) -> None:
+    """Keep shipments.last_event_at at the newest carrier time seen (the workflow does not
+    write it, to keep its history short)."""
+    at = parse_dt(occurred_at)
+    row = session.get(Shipment, shipment_id)
+    if row is None or at is None:
+        return
+    if row.last_event_at is None or at > row.last_event_at:
+        row.last_event_at = at
+        row.updated_at = utcnow()
+        session.add(row)
+        session.commit()

@@ -38,19 +38,36 @@ from templates.labels import label as _label
 
 TEMPLATE_DIR = Path(__file__).parent
 CHANNELS = ("sms", "whatsapp", "email")
-PURPOSES = (
+MILESTONE_PURPOSES = (
     "picked_up",
     "out_for_delivery",
     "delivered",
     "delivery_failed",
     "on_hold",
     "rto_initiated",
-    "ndr_ask",
-    "ndr_reminder",
-    "ndr_confirm",
-    "ndr_clarify",
-    "ndr_which_case",
 )
+# Every message of the NDR conversation (workflows/ndr_policy.py NOTIFY_* and the API's answers
+# in api/reply_routing.py). Each has its own files in every channel and locale.
+NDR_PURPOSES = (
+    "ndr_ask",  # the failed attempt, the numbered options and the self-service link
+    "ndr_reminder",  # no answer yet
+    "ndr_ask_date",  # the customer chose "2 pick a date" (or gave a date we cannot use)
+    "ndr_ask_details",  # the customer chose "3 change address or phone"
+    "ndr_confirm",  # decided: the action and the date, in the customer's language
+    "ndr_clarify",  # one clarification after a reply we did not understand
+    "ndr_escalated",  # the second miss: a person will contact the customer
+    "ndr_dispute_ack",  # "nobody came": recorded, and what happens next
+    "ndr_already_decided",  # a reply after the decision: repeats it
+    "ndr_which_case",  # two open cases: answer with the order's code (sent by the API)
+    "ndr_no_open_case",  # a reply from someone with no open question (sent by the API)
+    "ndr_case_closed",  # a reply to a settled case (sent by the API)
+)
+PURPOSES = MILESTONE_PURPOSES + NDR_PURPOSES
+# Answers the API sends before it knows the shipment (the sender has several or none): the
+# shipment fields are optional for these, and their templates do without them.
+WITHOUT_SHIPMENT = frozenset({"ndr_which_case", "ndr_no_open_case"})
+# NDR messages that ask the customer something carry the signed self-service link.
+ASKING_PURPOSES = frozenset({"ndr_ask", "ndr_reminder", "ndr_ask_date", "ndr_ask_details", "ndr_clarify"})
 DEFAULT_LOCALE = "en"
 # Languages whose SMS fit the GSM-7 alphabet: their SMS avoid non-GSM currency signs.
 GSM_LANGUAGES = frozenset(
@@ -68,14 +85,20 @@ COMMON_OPTIONAL: dict[str, Any] = {
 }
 PURPOSE_REQUIRED: dict[str, tuple[str, ...]] = {
     "delivery_failed": ("reason",),
-    # options: NdrAction-style codes ("reattempt", "reschedule", "update_contact", "rto", ...)
-    # in the order they are numbered; link: the signed self-service URL (.../r/{token}).
+    # options: the menu of workflows.ndr_policy.menu_context(reason), [{"number", "key", "action",
+    # "label"}], with FIXED numbers (1 deliver tomorrow, 2 pick a date, 3 change address or phone,
+    # 4 cancel, 5 collect myself; a number the reason does not allow is left out). Plain codes
+    # ("reattempt", "update_contact", ...) are accepted and numbered the same way.
+    # link: the signed self-service URL (.../r/{token}); activities/notify.py adds it.
     "ndr_ask": ("options", "link", "reason"),
     "ndr_reminder": ("options", "link"),
+    "ndr_ask_date": ("link",),
+    "ndr_ask_details": ("link",),
     "ndr_confirm": (
         "action",
     ),  # reattempt | reschedule | update_address | update_phone | rto | hold_for_pickup
-    "ndr_clarify": ("question",),  # option | date | address | phone
+    "ndr_clarify": ("link",),
+    "ndr_already_decided": ("action",),
     "ndr_which_case": ("cases",),  # [{"ref", "merchant_name", "order_id"}]
 }
 PURPOSE_OPTIONAL: dict[str, dict[str, Any]] = {
@@ -85,9 +108,20 @@ PURPOSE_OPTIONAL: dict[str, dict[str, Any]] = {
     "rto_initiated": {"reason": None},
     "ndr_ask": {"reply_by": None, "attempt": 1},
     "ndr_reminder": {"reply_by": None, "reason": None},
+    "ndr_ask_date": {"max_date": None, "reason": None},
+    "ndr_ask_details": {"options": [], "reason": None},
     "ndr_confirm": {"date": None, "link": None},
-    "ndr_clarify": {"options": [], "link": None, "max_date": None},
+    # question: option | date | address | phone (default: the numbered options again)
+    "ndr_clarify": {"question": "option", "options": [], "max_date": None},
+    "ndr_escalated": {},
+    "ndr_dispute_ack": {"action": None, "date": None},
+    "ndr_already_decided": {"date": None},
+    "ndr_no_open_case": {},
+    "ndr_case_closed": {},
 }
+# What the workflow's NDR context (workflows/shipment.py ndr_context) calls what templates call:
+# {"ndr_attempt": 2, "agreed_date": "2026-12-05", ...} renders as attempt 2 and date 5 Dec.
+CONTEXT_ALIASES = {"ndr_attempt": "attempt", "agreed_date": "date"}
 
 # Typographic characters that silently turn an SMS into UCS-2 (a third of the capacity).
 _GSM_FRIENDLY = str.maketrans(
@@ -280,14 +314,64 @@ def _first_existing(channel: str, purpose: str, chain: list[str], suffix: str) -
     raise TemplateNotFound(f"no template for {channel}/{purpose} (tried {', '.join(tried)})")
 
 
+def menu_options(options: Any) -> list[dict[str, Any]]:
+    """The options as [{"number", "key", "action", "label"}] with the menu's FIXED numbers.
+
+    Accepts workflows.ndr_policy.menu_context() dicts (checked against domain.ndr_options.MENU, so
+    a template can never print a number the reply parser reads differently) and plain codes
+    ("reattempt", "update_contact", "cancel", "deliver_tomorrow", ...). Sorted by number."""
+    from domain.ndr_options import MENU
+
+    by_code: dict[str, Any] = {}
+    for m in MENU:
+        for code in (m.label, m.key, m.action.value):
+            by_code.setdefault(code, m)
+    by_code.update({"update_phone": MENU[2], "change_phone": MENU[2], "cancel": MENU[3]})
+    out: dict[int, dict[str, Any]] = {}
+    for o in options or []:
+        if isinstance(o, Mapping):
+            number = o.get("number")
+            known = next((m for m in MENU if m.number == number), None)
+            if not isinstance(number, int) or known is None:
+                raise TemplateContextError(
+                    f"option {dict(o)!r}: number must be one of the menu's 1-{len(MENU)}"
+                )
+            entry = {
+                "number": number,
+                "key": str(o.get("key") or known.key),
+                "action": str(o.get("action") or known.action.value),
+                "label": str(o.get("label") or known.label),
+            }
+        else:
+            known = by_code.get(str(o))
+            if known is None:
+                raise TemplateContextError(f"option {o!r} is not on the NDR menu")
+            phone_only = str(o) in ("update_phone", "change_phone")
+            entry = {
+                "number": known.number,
+                "key": "change_phone" if phone_only else known.key,
+                "action": "update_phone" if phone_only else known.action.value,
+                "label": "update_phone" if phone_only else known.label,
+            }
+        out[entry["number"]] = entry
+    return [out[n] for n in sorted(out)]
+
+
 def build_context(purpose: str, context: Mapping[str, Any]) -> dict[str, Any]:
-    missing = [
-        k for k in (*COMMON_REQUIRED, *PURPOSE_REQUIRED.get(purpose, ())) if context.get(k) in (None, "", [])
-    ]
+    context = dict(context)
+    for src, dst in CONTEXT_ALIASES.items():
+        if context.get(dst) in (None, "") and context.get(src) not in (None, ""):
+            context[dst] = context[src]
+    common = () if purpose in WITHOUT_SHIPMENT else COMMON_REQUIRED
+    missing = [k for k in (*common, *PURPOSE_REQUIRED.get(purpose, ())) if context.get(k) in (None, "", [])]
     if missing:
         raise TemplateContextError(f"template context for {purpose!r} lacks {', '.join(missing)}")
     ctx = {**COMMON_OPTIONAL, **PURPOSE_OPTIONAL.get(purpose, {})}
+    if purpose in WITHOUT_SHIPMENT:
+        ctx.update({k: "" for k in COMMON_REQUIRED})
     ctx.update({k: v for k, v in context.items() if v is not None or k not in ctx})
+    if "options" in ctx:
+        ctx["options"] = menu_options(ctx["options"])
     return ctx
 
 
@@ -359,9 +443,14 @@ def _variables(ctx: dict[str, Any]) -> dict[str, str]:
     if ctx.get("action"):
         out["action_text"] = _label(ctx["_locales"], "option", ctx["action"])
     if ctx.get("options"):
+        # Fixed menu numbers, as in the text templates; `menu` ("1234") picks the WhatsApp
+        # quick-reply template made for exactly these buttons (channels/twilio_whatsapp.py).
         out["options_text"] = ", ".join(
-            f"{i} {_label(ctx['_locales'], 'option', o)}" for i, o in enumerate(ctx["options"], 1)
+            f"{o['number']} {_label(ctx['_locales'], 'option', o['label'])}" for o in ctx["options"]
         )
+        out["menu"] = "".join(str(o["number"]) for o in ctx["options"])
+        for o in ctx["options"]:
+            out[f"option_{o['number']}_text"] = _label(ctx["_locales"], "button", o["label"])
     return out
 
 

@@ -21,7 +21,27 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "cancel": "cancel",
             "hold_for_pickup": "collect it myself",
             "nobody_came": "I was home, nobody came",
+            # the same texts by domain.ndr_options.MENU key
+            "deliver_tomorrow": "deliver tomorrow",
+            "pick_a_date": "pick a date",
+            "change_address_or_phone": "change address or phone",
+            "change_phone": "change phone",
+            "self_collect": "collect it myself",
             "_other": "other",
+        },
+        # Option texts for SMS where every character counts (Hindi: 3 UCS-2 parts hold 201
+        # characters, and the self-service link alone takes about 95); else the "option" text.
+        "short": {},
+        # WhatsApp quick-reply button titles (at most 20 characters).
+        "button": {
+            "reattempt": "Deliver tomorrow",
+            "reschedule": "Pick a date",
+            "update_contact": "Change address/phone",
+            "update_address": "Change address",
+            "update_phone": "Change phone",
+            "rto": "Cancel order",
+            "hold_for_pickup": "I will collect it",
+            "_other": "Other",
         },
         "reason": {
             "customer_unavailable": "nobody was available",
@@ -52,6 +72,7 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "track": "Track your parcel",
             "choose": "Choose an option",
             "or_open": "Or open this page",
+            "choose_here": "Choose on the page",
             "footer": "You get this message because you ordered from {merchant}.",
             "order": "Order",
             "tracking_number": "Tracking number",
@@ -70,6 +91,31 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "cancel": "रद्द करें",
             "hold_for_pickup": "खुद ले जाऊँगा",
             "nobody_came": "मैं घर पर था, कोई नहीं आया",
+            "deliver_tomorrow": "कल डिलीवरी",
+            "pick_a_date": "तारीख चुनें",
+            "change_address_or_phone": "पता/फ़ोन बदलें",
+            "change_phone": "फ़ोन बदलें",
+            "self_collect": "खुद ले जाऊँगा",
+            "_other": "अन्य",
+        },
+        "short": {
+            "reattempt": "कल",
+            "reschedule": "तारीख",
+            "update_contact": "पता/फ़ोन",
+            "update_address": "पता",
+            "update_phone": "फ़ोन",
+            "rto": "रद्द",
+            "cancel": "रद्द",
+            "hold_for_pickup": "खुद लूँगा",
+        },
+        "button": {
+            "reattempt": "कल डिलीवरी करें",
+            "reschedule": "तारीख चुनें",
+            "update_contact": "पता/फ़ोन बदलें",
+            "update_address": "पता बदलें",
+            "update_phone": "फ़ोन बदलें",
+            "rto": "ऑर्डर रद्द करें",
+            "hold_for_pickup": "खुद ले जाऊँगा",
             "_other": "अन्य",
         },
         "reason": {
@@ -101,6 +147,7 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "track": "अपना पार्सल ट्रैक करें",
             "choose": "एक विकल्प चुनें",
             "or_open": "या यह पेज खोलें",
+            "choose_here": "पेज पर चुनें",
             "footer": "आपको यह संदेश इसलिए मिला क्योंकि आपने {merchant} से ऑर्डर किया था।",
             "order": "ऑर्डर",
             "tracking_number": "ट्रैकिंग नंबर",
@@ -119,6 +166,22 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "cancel": "주문 취소",
             "hold_for_pickup": "직접 수령",
             "nobody_came": "집에 있었는데 아무도 안 옴",
+            "deliver_tomorrow": "내일 배송",
+            "pick_a_date": "날짜 선택",
+            "change_address_or_phone": "주소/전화 변경",
+            "change_phone": "전화 변경",
+            "self_collect": "직접 수령",
+            "_other": "기타",
+        },
+        "short": {},
+        "button": {
+            "reattempt": "내일 배송",
+            "reschedule": "날짜 선택",
+            "update_contact": "주소/전화 변경",
+            "update_address": "주소 변경",
+            "update_phone": "전화 변경",
+            "rto": "주문 취소",
+            "hold_for_pickup": "직접 수령",
             "_other": "기타",
         },
         "reason": {
@@ -150,6 +213,7 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "track": "배송 조회",
             "choose": "원하시는 방법을 선택하세요",
             "or_open": "또는 이 페이지를 여세요",
+            "choose_here": "페이지에서 선택",
             "footer": "{merchant}에서 주문하셔서 보내드리는 안내입니다.",
             "order": "주문번호",
             "tracking_number": "운송장 번호",
@@ -161,7 +225,16 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
 
 
 def label(locales: list[str], kind: str, code: str | None) -> str:
-    """First locale of the chain that knows (kind, code); else that locale's neutral `_other`."""
+    """First locale of the chain that knows (kind, code); else that locale's neutral `_other`.
+    "short" falls back to "option" in the same locale (only some languages need shorter texts)."""
+    if kind == "short":
+        for loc in locales:
+            tables = LABELS.get(loc, {})
+            if code in tables.get("short", {}):
+                return tables["short"][code]
+            if code in tables.get("option", {}):
+                return tables["option"][code]
+        kind = "option"
     for loc in locales:
         table = LABELS.get(loc, {}).get(kind)
         if table and code in table:

@@ -37,13 +37,22 @@ def venv_binary(name: str) -> str:
     return found
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrated once per session; each test gets a copy (running every migration per test
+    dominated the store-heavy suites)."""
+    path = tmp_path_factory.mktemp("template") / "ndrflow.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture(params=DB_KINDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
     """A fresh, migrated database per test: a SQLite file, or a PostgreSQL schema of its own."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ndrflow.db'}"
-        migrate(url)
-        yield url
+        target = tmp_path / "ndrflow.db"
+        shutil.copyfile(sqlite_template, target)
+        yield f"sqlite:///{target}"
         return
     schema = "t_" + uuid.uuid4().hex[:12]
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")

@@ -29,7 +29,26 @@ MILESTONE_PURPOSES = (
     "on_hold",
     "rto_initiated",
 )
-NDR_PURPOSES = ("ndr_ask", "ndr_reminder", "ndr_confirm", "ndr_clarify", "ndr_which_case")
+# Every message of the NDR conversation: what workflows/ndr_policy.py asks for (NOTIFY_*) and what
+# the API answers itself (api/reply_routing.py). Each has templates in every channel and locale
+# (templates.NDR_PURPOSES; a test keeps the three lists equal).
+NDR_PURPOSES = (
+    "ndr_ask",
+    "ndr_reminder",
+    "ndr_ask_date",
+    "ndr_ask_details",
+    "ndr_confirm",
+    "ndr_clarify",
+    "ndr_escalated",
+    "ndr_dispute_ack",
+    "ndr_already_decided",
+    "ndr_which_case",
+    "ndr_no_open_case",
+    "ndr_case_closed",
+)
+# An NDR purpose a merchant's policy does not name follows the merchant's rule for the question
+# itself: a merchant who asks only by SMS gets the follow-ups by SMS too.
+NDR_RULE_FALLBACK = "ndr_ask"
 # Milestones a merchant may opt in to on top of the defaults.
 OPTIONAL_MILESTONE_PURPOSES = (
     "in_transit",
@@ -141,10 +160,21 @@ def policy_from_dict(
     if unknown:
         raise ValueError(f"merchant policy {merchant_id!r}: unknown key(s) {', '.join(sorted(unknown))}")
     rules = {k: PurposeRule(list(v.channels), v.fan_out) for k, v in base.rules.items()}
-    for purpose, value in dict(data.get("notify") or {}).items():
+    given = dict(data.get("notify") or {})
+    for purpose, value in given.items():
         if purpose not in KNOWN_PURPOSES:
             raise ValueError(f"merchant policy {merchant_id!r}: unknown purpose {purpose!r}")
         rules[purpose] = _rule_from(value, purpose)
+    asked = base.rules.get(NDR_RULE_FALLBACK)
+    if NDR_RULE_FALLBACK in given:
+        # The follow-ups of the conversation go where the question went, unless configured
+        # themselves (or set apart from the question in the base policy).
+        for purpose in NDR_PURPOSES:
+            if purpose in given or purpose == NDR_RULE_FALLBACK:
+                continue
+            if asked is None or base.rules.get(purpose) in (None, asked):
+                rule = rules[NDR_RULE_FALLBACK]
+                rules[purpose] = PurposeRule(list(rule.channels), rule.fan_out)
     quiet = data.get("quiet_hours", base.quiet_hours)
     if quiet:
         parse_quiet_hours(quiet)  # fail at load time, not at 9 p.m.
@@ -196,6 +226,14 @@ def purpose_for_milestone(policy: MerchantPolicy, milestone: str) -> str | None:
     return milestone
 
 
+def _rule(policy: MerchantPolicy, purpose: str) -> PurposeRule | None:
+    rule = policy.rules.get(purpose)
+    if rule is None and purpose in NDR_PURPOSES:
+        # e.g. a policy snapshot taken before a purpose existed, or a merchant config naming ndr_ask only
+        rule = policy.rules.get(NDR_RULE_FALLBACK)
+    return rule
+
+
 def channel_usable(channel: str, profile: ContactFacts) -> bool:
     if channel == "email":
         return bool(profile.has_email)
@@ -212,7 +250,7 @@ def channels_for(
     """Usable channels for `purpose`, in the merchant's order of preference.
 
     `exclude`: channels known not to work for this customer (opted out, failed before)."""
-    rule = policy.rules.get(purpose)
+    rule = _rule(policy, purpose)
     if rule is None:
         return []
     skip = set(exclude)
@@ -223,7 +261,7 @@ def plan(
     policy: MerchantPolicy, purpose: str, profile: ContactFacts, exclude: Iterable[str] = ()
 ) -> NotifyPlan:
     order = channels_for(policy, purpose, profile, exclude)
-    rule = policy.rules.get(purpose) or PurposeRule()
+    rule = _rule(policy, purpose) or PurposeRule()
     send_now = list(order) if rule.fan_out else order[:1]
     # Fan-out already uses every channel: nothing left to fall back to.
     return NotifyPlan(
@@ -319,7 +357,10 @@ def send_after(
 
 
 # ---- after a deferral --------------------------------------------------------------------
-_NDR_ASKING = frozenset({"ndr_ask", "ndr_reminder", "ndr_clarify", "ndr_which_case"})
+_NDR_ASKING = frozenset(
+    {"ndr_ask", "ndr_reminder", "ndr_ask_date", "ndr_ask_details", "ndr_clarify", "ndr_which_case"}
+)
+_NDR_DECIDED = frozenset({"ndr_confirm", "ndr_already_decided"})
 
 
 def still_true(purpose: str, current_status: str, notified: Iterable[str] = MILESTONE_PURPOSES) -> bool:
@@ -331,7 +372,7 @@ def still_true(purpose: str, current_status: str, notified: Iterable[str] = MILE
     delivery are stale once the shipment moved on (delivered, out again, returning)."""
     if purpose in _NDR_ASKING:
         return current_status in ("delivery_failed", "on_hold")
-    if purpose == "ndr_confirm":
+    if purpose in _NDR_DECIDED:
         return current_status not in TERMINAL_STATUSES and not current_status.startswith("rto_")
     if purpose not in MILESTONE_PURPOSES and purpose not in OPTIONAL_MILESTONE_PURPOSES:
         return True

@@ -18,12 +18,13 @@ without cross-workflow signalling. Its rules are in workflows/ndr_policy.py.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.events import CarrierEvent, normalise_time
@@ -45,8 +46,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ids import shipment_id_from_workflow_id
     from workflows.messages import (
         AGENT_ACTION,
+        AGENT_ACTIONS,
         CLOSE_REPLY_ROUTE,
         CUSTOMER_REPLY,
+        INVALID_AGENT_ACTION,
         OPEN_REPLY_ROUTE,
         RECORD_ATTENTION,
         SEND_NOTIFICATION,
@@ -91,6 +94,13 @@ class ShipmentWorkflow:
         self._dirty = False
         self._policy: ShipmentPolicy | None = None
         self._notify_queue = ""
+        self._timer: asyncio.Future[None] | None = None
+        self._timer_at: datetime | None = None
+        self._timer_fired = False
+        # What was last written to search attributes and the read model: unchanged values are
+        # not written again (each write is a history event).
+        self._published: dict[str, Any] = {}
+        self._synced: tuple[Any, ...] | None = None
 
     # ---- messages -----------------------------------------------------------------------
     @workflow.signal
@@ -159,7 +169,8 @@ class ShipmentWorkflow:
         now = workflow.now()
         detail = self._apply_agent_action(inp, now)
         self._timeline(normalise_time(now), "agent_action", f"{inp.agent}: {inp.action}" + (f" ({inp.reason})" if inp.reason else ""),
-                       agent=inp.agent, action=inp.action, reason=inp.reason, requested_date=inp.requested_date, until=inp.until)
+                       agent=inp.agent, action=inp.action, reason=inp.reason, requested_date=inp.requested_date, until=inp.until,
+                       action_id=inp.action_id or None)
         self._dirty = True
         return AgentActionResult(True, detail, st.needs_attention, st.attention_reason)
 
@@ -167,7 +178,11 @@ class ShipmentWorkflow:
     def _validate_agent_action(self, inp: AgentActionInput) -> None:
         error = _agent_action_error(self._st(), inp)
         if error:
-            raise ValueError(error)
+            bad_input, message = error
+            if bad_input:
+                # The API answers 422 for bad input, 409 for a state the action does not fit.
+                raise ApplicationError(message, type=INVALID_AGENT_ACTION)
+            raise ValueError(message)
 
     @workflow.query
     def state(self) -> ShipmentState:
@@ -185,12 +200,9 @@ class ShipmentWorkflow:
         grace = timedelta(seconds=inp.completion_grace_seconds)
 
         while True:
-            wake = self._next_wakeup(grace)
-            timeout = max(wake - workflow.now(), timedelta(seconds=1)) if wake else None
-            try:
-                await workflow.wait_condition(lambda: bool(self._pending) or bool(self._effects) or self._dirty, timeout=timeout)
-            except TimeoutError:
-                pass
+            self._arm_timer(self._next_wakeup(grace))
+            await workflow.wait_condition(lambda: bool(self._pending) or bool(self._effects) or self._dirty or self._timer_fired)
+            self._timer_fired = False
             await self._apply_pending()
             await self._run_timers()
             await self._run_effects()
@@ -212,6 +224,29 @@ class ShipmentWorkflow:
 
     def _busy(self) -> bool:
         return bool(self._pending or self._effects)
+
+    def _arm_timer(self, wake: datetime | None) -> None:
+        """One durable timer for the earliest deadline, kept across messages: re-arming on every
+        signal would add a start and a cancel event to history each time. A later deadline waits
+        for the running timer (which then wakes the loop once, harmlessly); only an earlier one
+        replaces it."""
+        if wake is None:
+            return
+        running = self._timer is not None and not self._timer.done()
+        if running and self._timer_at is not None and self._timer_at <= wake:
+            return
+        if running:
+            assert self._timer is not None
+            self._timer.cancel()
+        self._timer_at = wake
+        self._timer = asyncio.ensure_future(self._sleep_until(wake))
+
+    async def _sleep_until(self, wake: datetime) -> None:
+        try:
+            await workflow.sleep(max(wake - workflow.now(), timedelta(seconds=1)))
+        except asyncio.CancelledError:
+            return
+        self._timer_fired = True
 
     # ---- carrier events -----------------------------------------------------------------
     async def _apply_pending(self) -> None:
@@ -530,6 +565,13 @@ class ShipmentWorkflow:
         if st.profile is None:
             # Events before registration: nobody to tell yet (the registration brings the profile).
             return
+        if (case_attempt is not None and purpose.startswith("ndr") and not notify.still_true(purpose, st.status)
+                and workflow.patched(PATCH_MOOT_NDR_EFFECTS)):
+            # A catch-up batch (poll, events waiting for registration) opened the case and then
+            # moved past it: no question about a failed delivery for a parcel already delivered.
+            self._timeline(normalise_time(workflow.now()), "notification", f"{purpose} not sent: the shipment is {st.status}",
+                           purpose=purpose, attempt=case_attempt)
+            return
         # Built now, not when queued: the case's reference code arrives with its reply route.
         case = ndr.find_case(st.ndr_cases, case_attempt) if case_attempt is not None else None
         context = ndr_context(case) if case is not None else {}
@@ -549,13 +591,16 @@ class ShipmentWorkflow:
             # Reminders go out on the next channel in the merchant's order.
             send_now = [order[rotate % len(order)]]
         for channel in send_now:
-            await self._send(purpose=purpose, occurrence=occurrence, channel=channel, context=context, order=order)
+            # An answer to the customer's own message goes now: they are awake and waiting.
+            await self._send(purpose=purpose, occurrence=occurrence, channel=channel, context=context, order=order,
+                             answering=prefer is not None)
 
-    async def _send(self, purpose: str, occurrence: str, channel: str, context: dict[str, Any], order: list[str]) -> None:
+    async def _send(self, purpose: str, occurrence: str, channel: str, context: dict[str, Any], order: list[str],
+                    answering: bool = False) -> None:
         st = self._st()
         now = workflow.now()
         tz = st.profile.timezone if st.profile else "UTC"
-        defer_to = notify.send_after(now, channel, tz, self._pol().quiet_hours)
+        defer_to = None if answering else notify.send_after(now, channel, tz, self._pol().quiet_hours)
         if defer_to is not None:
             st.deferred.append({"purpose": purpose, "occurrence": occurrence, "channel": channel, "context": context,
                                 "order": order, "due": normalise_time(defer_to)})
@@ -603,20 +648,39 @@ class ShipmentWorkflow:
         rec = next((r for r in st.notifications if r["key"] == key), None)
         if rec is None or not self._pol().notify.fallback:
             return
-        same = [r for r in st.notifications if r["purpose"] == rec["purpose"] and r["occurrence"] == rec["occurrence"]]
+        if rec["channel"] == "whatsapp" and rec.get("error_code") == WHATSAPP_OUTSIDE_SESSION and not rec.get("template_tried"):
+            # Twilio 63016 (reported late): outside the 24 h session, retry once as an approved
+            # Content template before moving to the next channel.
+            rec["template_tried"] = True
+            await self._send(purpose=rec["purpose"], occurrence=rec["occurrence"] + ":tpl", channel="whatsapp",
+                             context={**(rec.get("context") or {}), "whatsapp_force_template": True}, order=rec.get("order") or [])
+            return
+        base = rec["occurrence"].removesuffix(":tpl")
+        same = [r for r in st.notifications if r["purpose"] == rec["purpose"] and r["occurrence"].removesuffix(":tpl") == base]
         tried = {r["channel"] for r in same} | set(st.opted_out)
         nxt = notify.next_fallback_channel(rec.get("order") or [], tried)
         if nxt is None:
             if all(notify.is_failure(r["status"]) for r in same):
                 self._raise_attention(ATTN_CHANNELS, f"{rec['purpose']}: every channel failed ({', '.join(sorted(r['channel'] for r in same))})")
             return
-        await self._send(purpose=rec["purpose"], occurrence=rec["occurrence"], channel=nxt, context=rec.get("context") or {}, order=rec.get("order") or [])
+        context = {k: v for k, v in (rec.get("context") or {}).items() if k != "whatsapp_force_template"}
+        await self._send(purpose=rec["purpose"], occurrence=base, channel=nxt, context=context, order=rec.get("order") or [])
 
     async def _instruct(self, attempt: int, seq: int, instruction: Instruction) -> None:
         st = self._st()
         prof = st.profile
         case = ndr.find_case(st.ndr_cases, attempt)
         if case is None or prof is None:
+            return
+        moot = _moot_instruction(case, seq)
+        if moot and workflow.patched(PATCH_MOOT_NDR_EFFECTS):
+            # Decided and overtaken in the same catch-up batch: the carrier never hears of it.
+            for ins in case.instructions:
+                if ins["seq"] == seq:
+                    ins.update(status="not_sent", detail=moot, answered_at=normalise_time(workflow.now()))
+            ndr.store_case(st.ndr_cases, case)
+            self._timeline(normalise_time(workflow.now()), "instruction", f"{instruction.action} not sent to {prof.carrier}: {moot}",
+                           attempt=attempt, action=instruction.action, status="not_sent")
             return
         inp = SendInstructionInput(
             shipment_id=st.shipment_id,
@@ -714,11 +778,20 @@ class ShipmentWorkflow:
     def _publish(self) -> None:
         st = self._st()
         st.timeline.sort(key=lambda t: t.at)
-        workflow.upsert_search_attributes(search.updates_for(st))
+        changed = [u for u in search.updates_for(st) if self._published.get(u.key.name, _UNSET) != u.value]
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._published.update({u.key.name: u.value for u in changed})
 
     async def _sync_read_model(self, *, closed: bool) -> None:
         st = self._st()
         case = ndr.current_case(st.ndr_cases)
+        # last_event_at is written by the API as events arrive; the workflow syncs what only it
+        # knows, and only when it changed.
+        synced = (st.status, case.state if case else None, st.needs_attention, st.attention_reason, closed)
+        if synced == self._synced:
+            return
+        self._synced = synced
         await workflow.execute_local_activity(
             SYNC_READ_MODEL,
             SyncReadModelInput(
@@ -751,9 +824,12 @@ class ShipmentWorkflow:
         return self.state
 
 
+_UNSET = object()
+
 # Attention reasons raised by the workflow itself (the NDR ones come from workflows/ndr_policy.py).
 ATTN_STALE = "no_tracking_update"
 ATTN_CHANNELS = "channels_failed"
+WHATSAPP_OUTSIDE_SESSION = "63016"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
 
 # NDR follow-ups (the date question, escalated, ...) go where the question went, and reminders stop
@@ -761,40 +837,65 @@ CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJEC
 PATCH_NDR_FOLLOW_UPS = "ndr-follow-ups-after-a-reply"
 
 
-def _agent_action_error(st: ShipmentState, inp: AgentActionInput) -> str | None:
-    from workflows.messages import AGENT_ACTIONS
+# Effects decided inside a batch of events that the rest of the batch made moot are dropped
+# (replay-safe: histories recorded before this change still replay the old way).
+PATCH_MOOT_NDR_EFFECTS = "moot-ndr-effects-in-catch-up-batch"
 
+
+def _moot_instruction(case: ndr.NdrCase, seq: int) -> str | None:
+    """Why an instruction that has not left yet should not be sent, or None.
+
+    Events reaching the workflow together (a tracking poll after a quiet spell, events waiting
+    for the registration, pushes that arrived while it was busy) are applied in carrier-time
+    order: a failed attempt can open a case and the merchant's rule decide, and a later scan in
+    the same batch then show the carrier delivered (case closed) or went out again on its own.
+    Telling the carrier to reattempt a delivered parcel is wrong, and Delhivery-like carriers
+    reject an NDR action for a package no longer pending, which would page an agent for nothing.
+    An agent's or customer's instruction is kept when the carrier merely went out again: it may
+    carry a new address or phone."""
+    ins = next((i for i in case.instructions if i["seq"] == seq), None)
+    if ins is None or ins.get("status") != "pending":
+        return None
+    if case.state == ndr.CLOSED:
+        return f"the case closed before it was sent ({case.close_reason or 'closed'})"
+    if case.state == ndr.CARRIER_ACTED and ins.get("source") == "merchant_rule":
+        return "the carrier went out for delivery again before it was sent"
+    return None
+
+
+def _agent_action_error(st: ShipmentState, inp: AgentActionInput) -> tuple[bool, str] | None:
+    """(is_bad_input, message) when the action is refused."""
     if inp.action not in AGENT_ACTIONS:
-        return f"unknown action {inp.action!r}; one of {', '.join(AGENT_ACTIONS)}"
+        return True, f"unknown action {inp.action!r}; one of {', '.join(AGENT_ACTIONS)}"
     if not inp.agent:
-        return "agent is required"
-    if inp.action in ("reattempt", "reschedule", "update_address", "rto"):
-        if st.profile is None:
-            return "the shipment is not registered yet"
-        if parse_milestone(st.status) in TERMINAL_MILESTONES:
-            return f"the shipment is {st.status}; nothing to instruct"
+        return True, "agent is required"
     if inp.action == "reschedule":
         if not inp.requested_date:
-            return "reschedule needs requested_date (YYYY-MM-DD)"
+            return True, "reschedule needs requested_date (YYYY-MM-DD)"
         try:
             datetime.strptime(inp.requested_date, "%Y-%m-%d")
         except ValueError:
-            return f"requested_date must be YYYY-MM-DD, got {inp.requested_date!r}"
+            return True, f"requested_date must be YYYY-MM-DD, got {inp.requested_date!r}"
     if inp.action == "update_address" and not (inp.address or inp.phone):
-        return "update_address needs address or phone"
+        return True, "update_address needs address or phone"
+    if inp.action == "note" and not inp.reason.strip():
+        return True, "a note needs text (reason)"
     if inp.action == "snooze":
         if not inp.until:
-            return "snooze needs until (ISO-8601 time)"
+            return True, "snooze needs until (ISO-8601 time)"
         try:
             _parse(inp.until)
         except ValueError:
-            return f"until is not an ISO-8601 time: {inp.until!r}"
-        if not st.needs_attention:
-            return "nothing to snooze: the shipment does not need attention"
+            return True, f"until is not an ISO-8601 time: {inp.until!r}"
+    if inp.action in ("reattempt", "reschedule", "update_address", "rto"):
+        if st.profile is None:
+            return False, "the shipment is not registered yet"
+        if parse_milestone(st.status) in TERMINAL_MILESTONES:
+            return False, f"the shipment is {st.status}; nothing to instruct"
+    if inp.action == "snooze" and not st.needs_attention:
+        return False, "nothing to snooze: the shipment does not need attention"
     if inp.action == "resolve" and not st.needs_attention:
-        return "nothing to resolve: the shipment does not need attention"
-    if inp.action == "note" and not inp.reason.strip():
-        return "a note needs text (reason)"
+        return False, "nothing to resolve: the shipment does not need attention"
     return None
 
 
@@ -816,6 +917,7 @@ def ndr_context(case: ndr.NdrCase) -> dict[str, Any]:
         "case_ref": case.ref,
         "agreed_date": case.agreed_date,
         "action": case.last_instruction["action"] if case.last_instruction else None,
+        "reply_by": case.cutoff_at,
     }
 
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, or_, select
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import cases
+from api import cases, errors
 from api.agent_actions import FIELDS_FOR, ActionError, AgentActionRequest, check_action_id, perform_action
 from api.agent_session import (
     SESSION_COOKIE,
@@ -111,6 +111,7 @@ def _parse(value: Any) -> datetime | None:
 def _page(
     name: str,
     *,
+    request: Request,
     status: int = 200,
     agent: AgentSession | None,
     csrf: str = "",
@@ -127,11 +128,18 @@ def _page(
         reason_label=cases.reason_label,
         **context,
     )
+    if 400 <= status < 500:
+        # Like the API's refusals: recorded with the reason, never with the form's contents.
+        errors.record(request, status, str(context.get("error") or context.get("message") or name))
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
-def _error(status: int, message: str, *, agent: AgentSession | None, csrf: str = "") -> HTMLResponse:
-    return _page("error.html", status=status, agent=agent, csrf=csrf, title="Problem", message=message)
+def _error(
+    request: Request, status: int, message: str, *, agent: AgentSession | None, csrf: str = ""
+) -> HTMLResponse:
+    return _page(
+        "error.html", request=request, status=status, agent=agent, csrf=csrf, title="Problem", message=message
+    )
 
 
 def _to_sign_in() -> RedirectResponse:
@@ -169,7 +177,10 @@ async def stylesheet() -> FileResponse:
 async def sign_in_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     if not settings.secret_key:
         return _error(
-            503, "The dashboard needs NDRFLOW_SECRET_KEY; `ndrflow up` generates one per home.", agent=None
+            request,
+            503,
+            "The dashboard needs NDRFLOW_SECRET_KEY; `ndrflow up` generates one per home.",
+            agent=None,
         )
     if _signed_in(request, session, settings.secret_key):
         return RedirectResponse("/agent", status_code=303)
@@ -180,6 +191,7 @@ def _sign_in_form(request: Request, settings: Any, *, status: int, error: str | 
     nonce = pre_session_nonce(request)
     response = _page(
         "sign_in.html",
+        request=request,
         status=status,
         agent=None,
         title="Sign in",
@@ -194,7 +206,10 @@ def _sign_in_form(request: Request, settings: Any, *, status: int, error: str | 
 async def sign_in(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     if not settings.secret_key:
         return _error(
-            503, "The dashboard needs NDRFLOW_SECRET_KEY; `ndrflow up` generates one per home.", agent=None
+            request,
+            503,
+            "The dashboard needs NDRFLOW_SECRET_KEY; `ndrflow up` generates one per home.",
+            agent=None,
         )
     form = await _form(request)
     nonce = request.cookies.get("ndr_agent_signin")
@@ -238,6 +253,7 @@ async def sign_out(request: Request, session: SessionDep, settings: SettingsDep)
     form = await _form(request)
     if not csrf_ok(settings.secret_key, agent.nonce, form.get("csrf")):
         return _error(
+            request,
             403,
             "The form expired or did not come from this page. Please try again.",
             agent=agent,
@@ -284,6 +300,7 @@ async def queue(
 
     return _page(
         "queue.html",
+        request=request,
         status=status,
         agent=agent,
         csrf=csrf,
@@ -321,6 +338,7 @@ async def find(request: Request, session: SessionDep, settings: SettingsDep) -> 
         return RedirectResponse(f"/agent/shipments/{matches[0].shipment_id}", status_code=303)
     return _page(
         "find.html",
+        request=request,
         status=200 if matches else 404,
         agent=agent,
         csrf=csrf_token(settings.secret_key, agent.nonce),
@@ -343,6 +361,7 @@ async def shipment_page(
     row = crud.get_shipment(session, shipment_id=shipment_id) if len(shipment_id) <= 40 else None
     if row is None:
         return _error(
+            request,
             404,
             f"There is no shipment {shipment_id}.",
             agent=agent,
@@ -403,6 +422,7 @@ async def _shipment(
     ]
     return _page(
         "shipment.html",
+        request=request,
         status=status,
         agent=agent,
         csrf=csrf_token(settings.secret_key, agent.nonce),
@@ -434,6 +454,7 @@ async def shipment_action(
     if not csrf_ok(settings.secret_key, agent.nonce, form.get("csrf")):
         log.info("dashboard action refused: CSRF token missing or wrong (agent key %s)", agent.key_id)
         return _error(
+            request,
             403,
             "The form expired or did not come from this page. Open the shipment again and retry.",
             agent=agent,
@@ -441,7 +462,7 @@ async def shipment_action(
         )
     row = crud.get_shipment(session, shipment_id=shipment_id) if len(shipment_id) <= 40 else None
     if row is None:
-        return _error(404, f"There is no shipment {shipment_id}.", agent=agent, csrf=csrf)
+        return _error(request, 404, f"There is no shipment {shipment_id}.", agent=agent, csrf=csrf)
 
     action = form.get("action", "")
     data: dict[str, Any] = {"action": action, "reason": form.get("reason", "")}

@@ -5,6 +5,7 @@ until the merchant registers the tracking number."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -13,7 +14,7 @@ from api.deps import OptionalPrincipal, SessionDep, SettingsDep, TemporalDep
 from api.routes.merchants import WorkflowClosed, start_or_signal
 from api.schemas import EventsAccepted
 from carriers import registry
-from carriers.base import COUNTED_PROBLEMS, WebhookAuthError, WebhookFormatError, WebhookRequest
+from carriers.base import COUNTED_PROBLEMS, Problem, WebhookAuthError, WebhookFormatError, WebhookRequest
 from domain.events import CarrierEvent, normalise_time
 from domain.status import event_dedupe_key
 from store import crud
@@ -58,24 +59,31 @@ async def carrier_events(
         events, problems = registry.parse_webhook(carrier, req)
     except WebhookFormatError as exc:
         raise HTTPException(422, f"invalid {carrier} payload: {exc}") from None
-    for problem in problems:
-        if problem.code in COUNTED_PROBLEMS and problem.raw_code:
-            record_unknown_code(session, carrier, problem.raw_code)
-    return await accept_events(session, temporal, settings, carrier, events)
+    return await accept_events(session, temporal, settings, carrier, events, problems)
 
 
-async def accept_events(session, temporal, settings, carrier: str, events: list[CarrierEvent]) -> EventsAccepted:  # type: ignore[no-untyped-def]
-    duplicates = pending = unknown = 0
+async def accept_events(session, temporal, settings, carrier: str, events: list[CarrierEvent], problems: Sequence[Problem] = ()) -> EventsAccepted:  # type: ignore[no-untyped-def]
+    """Log each event once, count the push's unknown codes, signal the events to their workflows."""
+    duplicates = pending = unknown = new_events = 0
     by_tracking: dict[str, list[tuple[CarrierEventLog, CarrierEvent]]] = defaultdict(list)
     for ev in events:
         if ev.milestone == "unknown":
             unknown += 1
         key = event_dedupe_key(ev.carrier, ev.event_id, ev.raw_code, ev.occurred_at, ev.milestone)
         row, new = crud.record_carrier_event(session, dedupe_key=key, event=ev, shipment_id=None)
+        new_events += new
         if not new and row.delivered_at is not None:
             duplicates += 1
             continue
         by_tracking[ev.tracking_number].append((row, ev))
+
+    # Unknown codes are counted per sighting, not per delivery: a carrier re-sending the same push
+    # (Delhivery retries once, others more, we may have failed to signal) logs nothing new and is
+    # not counted again. Counted before signalling, so a signal failure does not lose the count.
+    if new_events:
+        for problem in problems:
+            if problem.code in COUNTED_PROBLEMS and problem.raw_code:
+                record_unknown_code(session, carrier, problem.raw_code)
 
     for tracking, items in by_tracking.items():
         shipment = crud.find_shipment(session, carrier=carrier, tracking_number=tracking)
@@ -85,6 +93,8 @@ async def accept_events(session, temporal, settings, carrier: str, events: list[
             pending += len(items)
             continue
         rows = [r for r, _ in items]
+        # Hand the connection back to the pool before waiting on Temporal.
+        session.commit()
         try:
             await start_or_signal(
                 temporal,
@@ -96,4 +106,5 @@ async def accept_events(session, temporal, settings, carrier: str, events: list[
         except WorkflowClosed:
             pass  # the shipment's workflow finished long ago: the event stays in the log only
         crud.mark_delivered(session, rows=rows, shipment_id=shipment.shipment_id)
+        crud.touch_last_event(session, shipment_id=shipment.shipment_id, occurred_at=max(e.occurred_at for _, e in items))
     return EventsAccepted(accepted=len(events) - duplicates, duplicates=duplicates, pending_registration=pending, unknown_codes=unknown)

@@ -232,7 +232,7 @@ def _notifier(request: Request) -> Any:
     if notifier is None:
         from activities.notify import NotifyActivities
 
-        notifier = NotifyActivities(request.app.state.engine, channel_settings(request))
+        notifier = NotifyActivities(request.app.state.engine, channel_settings(request), ndr_settings=_ndr_settings(request))
         request.app.state.inbound_notifier = notifier
     return notifier
 

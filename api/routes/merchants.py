@@ -6,9 +6,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-import phonenumbers
 from fastapi import APIRouter, HTTPException, Response, status
-from phonenumbers import timezone as phone_tz
 from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -17,8 +15,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import MerchantAuth, MerchantOrAgentAuth, SessionDep, SettingsDep, TemporalDep
 from api.schemas import ShipmentCreate, ShipmentCreated, ShipmentView
 from channels.settings import ChannelSettings
+from domain import phones
 from domain.events import normalise_time
 from ndrflow.ndr_settings import get_ndr_settings
+from ndrflow.tracking_settings import get_tracking_settings
 from store import crud
 from store.models import Shipment
 from workflows import search
@@ -42,6 +42,14 @@ async def register_shipment(
 ) -> ShipmentCreated:
     if body.merchant_id != principal.merchant_id:
         raise HTTPException(403, f"this key belongs to merchant {principal.merchant_id!r}, not {body.merchant_id!r}")
+    phone = None
+    if body.customer.phone is not None:
+        # Local formats ("98765 43210") are read in the merchant's default region.
+        region = channel_settings().policy_for(body.merchant_id).default_region or body.address.country
+        try:
+            phone = phones.normalize(body.customer.phone, region)
+        except ValueError as exc:
+            raise HTTPException(422, f"customer.phone: {exc}") from None
     sid = shipment_id_for(body.merchant_id, body.carrier, body.tracking_number)
     row = Shipment(
         shipment_id=sid,
@@ -51,10 +59,10 @@ async def register_shipment(
         tracking_number=body.tracking_number,
         order_id=body.order_id,
         customer_name=body.customer.name,
-        customer_phone=body.customer.phone,
+        customer_phone=phone,
         customer_email=body.customer.email,
         customer_locale=body.customer.locale.replace("_", "-"),
-        customer_timezone=_timezone(body.customer.phone, body.address.country),
+        customer_timezone=phones.timezone_for(phone, body.address.country),
         whatsapp_opt_in=body.customer.whatsapp_opt_in,
         address=body.address.model_dump(exclude_none=True),
         payment_mode=body.payment.mode,
@@ -71,15 +79,17 @@ async def register_shipment(
     # Events that arrived before this registration travel with it; marked delivered only after
     # the signal succeeded, so a failure here is retried by the merchant's retry.
     pending = crud.undelivered_events(session, carrier=stored.carrier, tracking_number=stored.tracking_number)
+    profile, events = profile_for(stored), [crud.event_from_row(r) for r in pending]
+    session.commit()  # hand the connection back to the pool before waiting on Temporal
     await start_or_signal(
         temporal,
         settings,
         stored,
         "register",
         RegisterInput(
-            profile=profile_for(stored),
+            profile=profile,
             registered_at=normalise_time(datetime.now(UTC)),
-            events=[crud.event_from_row(r) for r in pending],
+            events=events,
             policy=policy_dict(shipment_policy_for(stored.merchant_id, request_settings=settings)),
         ),
     )
@@ -92,6 +102,7 @@ async def register_shipment(
 @router.get("/{shipment_id}", response_model=ShipmentView, responses={404: {}})
 async def get_shipment(shipment_id: str, principal: MerchantOrAgentAuth, session: SessionDep, temporal: TemporalDep) -> ShipmentView:
     row = crud.get_shipment(session, shipment_id=shipment_id)
+    session.commit()  # release the connection while we query the workflow
     # Another merchant's shipment is "not found", so ids cannot be probed.
     if row is None or (principal.scope == "merchant" and row.merchant_id != principal.merchant_id):
         raise HTTPException(404, f"shipment {shipment_id!r} not found")
@@ -132,10 +143,7 @@ def _search_attributes(typed: Any) -> dict[str, Any]:
 
 
 def profile_for(row: Shipment) -> ShipmentProfile:
-    phone_is_mobile = False
-    if row.customer_phone:
-        kind = phonenumbers.number_type(phonenumbers.parse(row.customer_phone))
-        phone_is_mobile = kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    phone_is_mobile = bool(row.customer_phone) and phones.is_mobile(row.customer_phone or "")
     return ShipmentProfile(
         shipment_id=row.shipment_id,
         merchant_id=row.merchant_id,
@@ -153,22 +161,6 @@ def profile_for(row: Shipment) -> ShipmentProfile:
         whatsapp_opt_in=row.whatsapp_opt_in,
         promised_delivery_date=row.promised_delivery_date,
     )
-
-
-def _timezone(phone: str | None, country: str) -> str:
-    if phone:
-        zones = phone_tz.time_zones_for_number(phonenumbers.parse(phone))
-        if zones and zones[0] != "Etc/Unknown":
-            return _LEGACY_ZONES.get(zones[0], zones[0])
-    return _COUNTRY_TZ.get(country.upper(), "UTC")
-
-
-# phonenumbers still answers with some pre-2015 IANA names; store the current ones.
-_LEGACY_ZONES = {"Asia/Calcutta": "Asia/Kolkata", "Asia/Saigon": "Asia/Ho_Chi_Minh", "Asia/Katmandu": "Asia/Kathmandu", "Asia/Rangoon": "Asia/Yangon"}
-
-# Countries with one time zone (or one dominant one) we see most; multi-zone countries without a
-# phone number fall back to UTC, which only affects quiet hours.
-_COUNTRY_TZ = {"IN": "Asia/Kolkata", "KR": "Asia/Seoul", "SG": "Asia/Singapore", "AE": "Asia/Dubai", "GB": "Europe/London", "DE": "Europe/Berlin", "FR": "Europe/Paris", "JP": "Asia/Tokyo"}
 
 
 async def start_or_signal(temporal: Any, settings: Any, row: Shipment, signal: str, arg: Any) -> None:
@@ -210,10 +202,13 @@ def shipment_policy_for(merchant_id: str, *, request_settings: Any = None) -> Sh
     """The snapshot a new shipment's workflow decides by (see workflows/shipment_policy.py)."""
     notify = channel_settings().policy_for(merchant_id)
     ndr_settings = get_ndr_settings()
+    tracking = get_tracking_settings()
     quiet = notify.quiet_hours or ""
     return ShipmentPolicy(
         notify=notify,
         quiet_hours=quiet,
         ndr=NdrPolicy(quiet_hours=quiet, max_days=ndr_settings.reattempt_max_days),
         ndr_rules=ndr_settings.rules_for(merchant_id),
+        stale_after_s=tracking.effective_stale_after_s(),
+        poll_after_s=tracking.poll_after_s,
     )

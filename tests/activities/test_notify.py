@@ -436,3 +436,133 @@ async def test_notify_worker_serves_the_provider_queue(engine: Engine, time_env,
     assert [r.status for r in results] == ["sent", "sent"]
     assert results[0] == results[1]
     assert len(ns.list_outbox(engine)) == 1
+
+
+# ---- NDR messages: the signed link and the per-case reply-to ---------------------------------
+class CapturingOutbox:
+    """The outbox, keeping the OutboundMessage each send got."""
+
+    PROVIDER = "outbox"
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, msg, settings, engine=None) -> SendResult:
+        self.sent.append(msg)
+        return outbox.send(msg, settings, engine)
+
+    def reconcile(self, msg, settings, engine, since, exclude_ids):
+        return outbox.reconcile(msg, settings, engine, since, exclude_ids)
+
+
+NDR_SETTINGS = ChannelSettings(
+    twilio_auth_token="t", public_base_url="https://ndr.example.com", secret_key="s" * 43
+)
+
+
+def ndr_ctx(**kw: Any) -> dict[str, Any]:
+    from workflows.ndr_policy import menu_context
+
+    ctx = {
+        "ndr_attempt": 1,
+        "reason": "customer_unavailable",
+        "options": menu_context("customer_unavailable"),
+        "case_ref": "",
+        "agreed_date": None,
+        "action": None,
+    }
+    ctx.update(kw)
+    return ctx
+
+
+def open_case_route(engine: Engine, attempt: int = 1):
+    from store import ndr as ndr_store
+
+    with Session(engine) as s:
+        return ndr_store.open_route(
+            s, shipment_id="shp_test1", attempt=attempt, phone="+919876543210", email="asha@example.com"
+        )
+
+
+async def test_ndr_message_carries_a_signed_link_for_its_case_and_nothing_of_it_returns(
+    engine: Engine,
+) -> None:
+    from api.tokens import read_case_token
+
+    add_shipment(engine)
+    route = open_case_route(engine)
+    acts = NotifyActivities(engine, NDR_SETTINGS)
+    # The workflow may not know the case's reference yet: the store's route gives it.
+    result = await run(acts, inp("sms", "ndr_ask", "ndr1:ask", **ndr_ctx()))
+    assert result.status == "sent"
+    [msg] = ns.list_outbox(engine, to="+919876543210")
+    link = msg.body.split()[-1]
+    assert link.startswith("https://ndr.example.com/r/")
+    token = read_case_token(link.rsplit("/", 1)[1], secret_key=NDR_SETTINGS.secret_key, max_age=3600)
+    assert (token.shipment_id, token.attempt, token.case_ref) == ("shp_test1", 1, route.ref)
+    assert "1 deliver tomorrow, 2 pick a date, 3 change address or phone, 4 cancel" in msg.body
+    # the result (what goes into workflow history) has no link, token or body
+    assert link not in repr(result) and link.rsplit("/", 1)[1] not in repr(result)
+    # the workflow's own reference wins (it is what the page checks the token against)
+    await run(acts, inp("whatsapp", "ndr_reminder", "ndr1:r1", **ndr_ctx(case_ref="X9X9")))
+    wa = [m for m in ns.list_outbox(engine, to="+919876543210") if m.purpose == "ndr_reminder"][0]
+    assert "~1~X9X9." in wa.body
+
+
+async def test_ndr_email_replies_reach_the_case_address_and_dates_follow_the_window(engine: Engine) -> None:
+    from ndrflow.ndr_settings import NdrSettings
+    from store import ndr as ndr_store
+
+    add_shipment(engine)
+    route = open_case_route(engine)
+    cap = CapturingOutbox()
+    acts = NotifyActivities(
+        engine,
+        NDR_SETTINGS,
+        ChannelRegistry(NDR_SETTINGS, {"outbox": cap}),
+        ndr_settings=NdrSettings(inbound_email_domain="in.example.com", reattempt_max_days=4),
+    )
+    assert (await run(acts, inp("email", "ndr_ask", "ndr1:ask", **ndr_ctx()))).status == "sent"
+    assert cap.sent[-1].reply_to == ndr_store.reply_to_address(route.reply_key, "in.example.com")
+    assert "/r/shp_test1~1~" in cap.sent[-1].html
+    await run(acts, inp("sms", "ndr_ask_date", "ndr1:1:awaiting_date", **ndr_ctx(case_ref=route.ref)))
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from babel.dates import format_skeleton
+
+    last = datetime.now(ZoneInfo("Asia/Kolkata")).date() + timedelta(days=4)
+    assert format_skeleton("MMMEd", last, locale="en_IN") in cap.sent[-1].body
+    # SMS never gets a reply-to, and without an inbound domain email does not either
+    assert cap.sent[-1].reply_to is None
+    plain = NotifyActivities(
+        engine, NDR_SETTINGS, ChannelRegistry(NDR_SETTINGS, {"outbox": cap}), ndr_settings=NdrSettings()
+    )
+    await run(plain, inp("email", "ndr_reminder", "ndr1:r1", **ndr_ctx()))
+    assert cap.sent[-1].reply_to is None
+
+
+async def test_ndr_confirm_states_the_agreed_date_in_the_customers_language(engine: Engine) -> None:
+    add_shipment(engine, customer_locale="hi-IN")
+    open_case_route(engine)
+    acts = NotifyActivities(engine, NDR_SETTINGS)
+    ctx = ndr_ctx(action="reschedule", agreed_date="2027-01-02")
+    assert (await run(acts, inp("sms", "ndr_confirm", "ndr1:2:decided", **ctx))).status == "sent"
+    [msg] = ns.list_outbox(engine, to="+919876543210")
+    assert "शनि, 2 जन॰ को डिलीवर होगा" in msg.body and msg.locale == "hi-IN"
+
+
+async def test_without_a_signing_key_a_question_fails_loudly_instead_of_going_out_linkless(
+    engine: Engine, tmp_path
+) -> None:
+    add_shipment(engine)
+    keyless = ChannelSettings(twilio_auth_token="t", public_base_url="https://ndr.example.com", home=tmp_path)
+    result = await run(NotifyActivities(engine, keyless), inp("sms", "ndr_ask", "ndr1:ask", **ndr_ctx()))
+    assert (result.status, result.error_code) == ("failed", "template")
+    assert "NDRFLOW_SECRET_KEY" in (result.reason or "")
+    assert ns.list_outbox(engine) == []
+    # the key generated for the home (what the API verifies with) is used when none is configured
+    (tmp_path / "secrets.json").write_text('{"secret_key": "from-home"}')
+    assert keyless.signing_key() == "from-home"
+    ok = await run(NotifyActivities(engine, keyless), inp("sms", "ndr_ask", "ndr1:ask2", **ndr_ctx()))
+    assert ok.status == "sent"

@@ -219,3 +219,24 @@ RAW_STATUS_63016 = (
     b"&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&ErrorCode=63016&ChannelToAddress=%2B91987654XXXX"
 )
 RAW_STATUS_63016_SIGNATURE = "tBU0sNWaJrovnPXF265zt+C9YHY="
+
+
+def test_ndr_question_uses_the_quick_reply_template_made_for_its_menu(fake: FakeProviders) -> None:
+    menu_sid = "HX" + "d" * 32
+    templates = {
+        **TEMPLATES,
+        "ndr_ask:124": {"hi": {"content_sid": menu_sid, "variables": ["merchant_name", "order_id", "link"]}},
+    }
+    msg = OutboundMessage(**{**MSG.__dict__, "variables": {**MSG.variables, "menu": "124"}})
+    provider.send(msg, fake.twilio_settings(whatsapp_templates=templates))
+    form = fake.state.requests[-1]["form"]
+    assert form["ContentSid"] == menu_sid
+    assert json.loads(form["ContentVariables"]) == {"1": "Acme", "2": "A-1", "3": "https://t.example/r/x"}
+    # another menu has no template of its own: the purpose's generic one
+    other = OutboundMessage(**{**MSG.__dict__, "variables": {**MSG.variables, "menu": "1234"}})
+    provider.send(other, fake.twilio_settings(whatsapp_templates=templates))
+    assert fake.state.requests[-1]["form"]["ContentSid"] == TEMPLATES["ndr_ask"]["hi"]["content_sid"]
+    # neither: a permanent, named failure
+    with pytest.raises(ChannelError) as err:
+        provider.send(other, fake.twilio_settings(whatsapp_templates={}))
+    assert err.value.permanent and "ndr_ask:1234 or ndr_ask" in err.value.message

@@ -10,6 +10,10 @@ twilio_auth_token="x", completion_grace_hours=1)` sets NDRFLOW_TWILIO_AUTH_TOKEN
 NDRFLOW_COMPLETION_GRACE_HOURS for the duration, so every area's settings class sees them.
 Entering twice with the same `tmp_path` reuses the home: the Temporal DB file and the SQLite file
 persist, which is how restart tests resume workflows.
+
+Local mode serves the fake carrier (carriers/fake/server.py) and points every carrier API at it:
+`st.fake_url` is its base URL (`POST /_faults`, `GET /_received`, `POST /_emit`), `st.fake_state`
+its in-process state, `st.carrier_settings` what the worker and the API use.
 """
 
 from __future__ import annotations
@@ -59,11 +63,40 @@ class RunningStack:
     def auth(key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
+    @property
+    def fake_url(self) -> str:
+        """Base URL of the fake carrier the stack serves in local mode."""
+        if self.stack.fake_carrier is None:
+            raise RuntimeError("no fake carrier: the stack runs against an external Temporal (not local mode)")
+        return str(self.stack.fake_carrier.url)
+
+    @property
+    def fake_state(self) -> Any:
+        """The fake carrier's in-process state (received instructions, faults, stored scans)."""
+        if self.stack.fake_carrier is None:
+            raise RuntimeError("no fake carrier: the stack runs against an external Temporal (not local mode)")
+        return self.stack.fake_carrier.state
+
+    @property
+    def carrier_settings(self) -> Any:
+        return self.stack.carrier_settings
+
     def make_key(
         self, scope: str, *, merchant_id: str | None = None, carrier: str | None = None, name: str = ""
     ) -> str:
         with Session(self.engine) as s:
             return create_key(s, scope=scope, merchant_id=merchant_id, carrier=carrier, name=name)
+
+
+def _clear_settings_caches() -> None:
+    """Every cached settings object must be re-read from this stack's environment (one pytest
+    process runs several stacks with different settings)."""
+    from api.routes.merchants import channel_settings
+    from ndrflow.ndr_settings import get_ndr_settings
+    from ndrflow.tracking_settings import get_tracking_settings
+
+    for cached in (get_settings, get_ndr_settings, get_tracking_settings, channel_settings):
+        cached.cache_clear()
 
 
 def _env_name(key: str) -> str:
@@ -96,7 +129,7 @@ async def running_stack(
     values.setdefault("NDRFLOW_PUBLIC_BASE_URL", base_url)
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
-    get_settings.cache_clear()  # code reading get_settings() must see this stack's settings
+    _clear_settings_caches()  # code reading get_settings() & co. must see this stack's settings
 
     stack: Stack | None = None
     try:
@@ -143,4 +176,4 @@ async def running_stack(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        get_settings.cache_clear()
+        _clear_settings_caches()

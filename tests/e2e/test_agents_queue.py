@@ -138,3 +138,54 @@ async def test_queue_filters_pages_and_counts_on_the_real_visibility_store(tmp_p
         page_html = (await st.http.get("/agent", params={"reason": "carrier_rejected"})).text
         assert ids["a"] in page_html and ids["c"] in page_html and ids["b"] not in page_html
         assert re.search(r"<b>4</b> need attention", page_html)
+
+
+async def test_timeline_and_an_action_on_a_real_shipment_workflow(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as st:
+        body = {
+            "merchant_id": "acme",
+            "order_id": "A-1",
+            "carrier": "generic",
+            "tracking_number": "E2E-TL-1",
+            "customer": {"name": "<b>Asha</b>", "phone": "+91 98765 43210", "locale": "en-IN"},
+            "address": {"line1": "12 MG Road", "city": "Bengaluru", "postal_code": "560001", "country": "IN"},
+        }
+        r = await st.http.post("/v1/shipments", json=body, headers=st.auth(st.merchant_key))
+        assert r.status_code == 201, r.text
+        sid = r.json()["shipment_id"]
+        for _ in range(100):  # the registration signal is applied by the worker
+            tl = await st.http.get(f"/v1/shipments/{sid}/timeline", headers=st.auth(st.agent_key))
+            if tl.status_code == 200 and tl.json()["items"]:
+                break
+            await asyncio.sleep(0.05)
+        assert tl.status_code == 200 and tl.json()["items"][0]["kind"] == "registered"
+        assert tl.json()["workflow_url"].endswith(f"/namespaces/default/workflows/shipment-{sid}")
+        mine = await st.http.get(f"/v1/shipments/{sid}/timeline", headers=st.auth(st.merchant_key))
+        assert mine.status_code == 200
+        other = st.make_key("merchant", merchant_id="globex")
+        assert (await st.http.get(f"/v1/shipments/{sid}/timeline", headers=st.auth(other))).status_code == 404
+
+        # An action is one Update on the real workflow: accepted, audited, in the timeline once.
+        r = await st.http.post(
+            f"/v1/shipments/{sid}/actions",
+            json={"action": "note", "reason": "called the customer"},
+            headers={**st.auth(st.agent_key), "Idempotency-Key": "e2e-note-1"},
+        )
+        assert r.status_code == 200 and r.json()["accepted"], r.text
+        # Refused by the workflow's validator (nothing to resolve): 409, audited, shown.
+        r2 = await st.http.post(
+            f"/v1/shipments/{sid}/actions",
+            json={"action": "resolve", "reason": "looks fine"},
+            headers={**st.auth(st.agent_key), "Idempotency-Key": "e2e-resolve-1"},
+        )
+        assert r2.status_code == 409 and "nothing to resolve" in r2.json()["detail"]
+        with Session(st.engine) as s:
+            recs = {
+                a.action_id: (a.status, a.http_status) for a in agent_store.actions_for(s, shipment_id=sid)
+            }
+        assert recs == {"e2e-note-1": ("accepted", 200), "e2e-resolve-1": ("rejected", 409)}
+        items = (await st.http.get(f"/v1/shipments/{sid}/timeline", headers=st.auth(st.agent_key))).json()[
+            "items"
+        ]
+        actions = [(i["source"], i.get("action")) for i in items if i["kind"] == "agent_action"]
+        assert actions == [("workflow", "note"), ("audit", "resolve")]

@@ -10,34 +10,48 @@ import pytest
 from jinja2 import TemplateNotFound
 from jinja2.exceptions import UndefinedError
 
+from api.tokens import case_url, make_case_token
+from domain.reply_parser import parse_reply
+from domain.taxonomy import CUSTOMER_ACTIONS, allowed_customer_actions
 from templates import (
+    NDR_PURPOSES,
     PURPOSES,
     TEMPLATE_DIR,
+    WITHOUT_SHIPMENT,
     TemplateContextError,
     locale_chain,
     render,
     template_files,
 )
+from templates.labels import LABELS
 from templates.sms_segments import analyze, segment_count
+from workflows.ids import shipment_id_for
+from workflows.ndr_policy import menu_context
 
 LOCALES = ("en", "hi", "ko")
 SMS_BUDGET = {"en": 2, "hi": 3, "ko": 3}
 
-# Variants that change which branch of a template renders: each must fit the budget.
+# Variants that change which branch of a template renders: each must fit the budget. NDR menus:
+# every actionable reason's own options (a reason without option 3 skips the number).
+MENUS = [{"reason": r.value, "options": menu_context(r.value)} for r in CUSTOMER_ACTIONS]
+DECIDED = (
+    "reattempt",
+    "reschedule",
+    "update_contact",
+    "update_address",
+    "update_phone",
+    "hold_for_pickup",
+    "rto",
+)
 VARIANTS: dict[str, list[dict]] = {
-    "ndr_confirm": [
-        {"action": a}
-        for a in (
-            "reattempt",
-            "reschedule",
-            "update_contact",
-            "update_address",
-            "hold_for_pickup",
-            "rto",
-            "something_new",
-        )
-    ],
-    "ndr_clarify": [{"question": q} for q in ("option", "date", "address", "phone")],
+    "ndr_ask": MENUS,
+    "ndr_reminder": MENUS,
+    "ndr_ask_details": MENUS,
+    "ndr_confirm": [{"action": a} for a in (*DECIDED, "something_new")],
+    "ndr_already_decided": [{"action": a} for a in DECIDED],
+    "ndr_dispute_ack": [{"action": a} for a in DECIDED] + [{"action": None}],
+    "ndr_clarify": [{"question": q} for q in ("date", "address", "phone")]
+    + [{"question": "option", **m} for m in MENUS],
     "delivery_failed": [
         {"reason": r} for r in ("out_of_delivery_area", "order_cancelled_by_customer", "not_attempted")
     ],
@@ -76,7 +90,7 @@ def test_template_file_renders(path: Path) -> None:
             assert out.subject and "\n" not in out.subject
             assert out.html and out.html.lstrip().startswith("<!DOCTYPE html>")
             assert LONG_CONTEXT["order_id"] in out.html or purpose == "ndr_which_case"
-        if "link" in LONG_CONTEXT and purpose in ("ndr_ask", "ndr_reminder"):
+        if purpose in ("ndr_ask", "ndr_reminder", "ndr_ask_date", "ndr_ask_details", "ndr_clarify"):
             assert LONG_CONTEXT["link"] in out.body  # the signed self-service link is always there
 
 
@@ -99,16 +113,150 @@ def test_ndr_ask_lists_numbered_options_in_order() -> None:
     assert "1 deliver tomorrow, 2 pick a date, 3 change address or phone, 4 cancel" in body
     assert body.endswith(LONG_CONTEXT["link"])
     hi = render("sms", "ndr_ask", "hi", LONG_CONTEXT).body
-    assert "1 कल डिलीवरी, 2 तारीख चुनें, 3 पता/फ़ोन बदलें, 4 रद्द करें" in hi
+    assert "1 कल, 2 तारीख, 3 पता/फ़ोन, 4 रद्द" in hi  # short texts: 3 UCS-2 parts with the link
+    wa = render("whatsapp", "ndr_ask", "hi", LONG_CONTEXT).body
+    assert "1. कल डिलीवरी\n2. तारीख चुनें\n3. पता/फ़ोन बदलें\n4. रद्द करें" in wa
+
+
+def test_menu_numbers_are_fixed_when_a_reason_skips_an_option() -> None:
+    # payment_issue allows no address change: "3" is left out, "4" still means cancel
+    ctx = {**LONG_CONTEXT, "reason": "payment_issue", "options": menu_context("payment_issue")}
+    assert "Reply 1 deliver tomorrow, 2 pick a date, 4 cancel." in render("sms", "ndr_ask", "en", ctx).body
+    selfc = {
+        **LONG_CONTEXT,
+        "reason": "self_collect_requested",
+        "options": menu_context("self_collect_requested"),
+    }
+    assert "4 주문 취소, 5 직접 수령" in render("sms", "ndr_ask", "ko", selfc).body
+    # plain codes (older callers) get the same fixed numbers, never positions in the list
+    codes = {**LONG_CONTEXT, "options": ["rto", "reattempt"]}
+    assert "Reply 1 deliver tomorrow, 4 cancel." in render("sms", "ndr_ask", "en", codes).body
+
+
+def test_a_number_outside_the_menu_is_refused() -> None:
+    with pytest.raises(TemplateContextError, match="number"):
+        render(
+            "sms", "ndr_ask", "en", {**LONG_CONTEXT, "options": [{"number": 9, "key": "x", "action": "rto"}]}
+        )
+    with pytest.raises(TemplateContextError, match="not on the NDR menu"):
+        render("sms", "ndr_ask", "en", {**LONG_CONTEXT, "options": ["teleport"]})
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("channel", ["sms", "whatsapp", "email"])
+@pytest.mark.parametrize("reason", [r.value for r in CUSTOMER_ACTIONS])
+def test_every_number_shown_means_to_the_parser_what_the_message_says(
+    reason: str, channel: str, locale: str
+) -> None:
+    """The message and the reply parser agree on every number, for every reason and language:
+    the number printed beside an option is the number that, replied alone, chooses it."""
+    from datetime import UTC, datetime
+
+    ctx = {**LONG_CONTEXT, "reason": reason, "options": menu_context(reason)}
+    body = render(channel, "ndr_ask", locale, ctx).body
+    shown = {int(n) for n in re.findall(r"(?:^|[\s:])([1-9])[.]? (?=\S)", body.replace(ctx["link"], ""))}
+    offered = {o["number"]: o["action"] for o in ctx["options"]}
+    assert shown == set(offered), (
+        f"{reason} {channel}.{locale}: numbers {shown} vs menu {set(offered)}\n{body}"
+    )
+    now = datetime(2026, 12, 28, 10, 0, tzinfo=UTC)
+    for number, action in offered.items():
+        parsed = parse_reply(
+            str(number),
+            reason=reason,
+            allowed_actions=allowed_customer_actions(reason),
+            now=now,
+            tz="Asia/Kolkata",
+            locale=locale,
+            channel=channel,
+        )
+        assert parsed.option == number and parsed.action is not None
+        if action == "update_phone":  # "3" on a phone-only reason
+            assert parsed.action.value in ("update_phone", "update_address")
+        else:
+            assert parsed.action.value == action, (reason, number, parsed)
 
 
 def test_email_ndr_ask_has_one_button_per_option() -> None:
     out = render("email", "ndr_ask", "en", LONG_CONTEXT)
     hrefs = re.findall(r'href="([^"]+)"', out.html)
-    for action in LONG_CONTEXT["options"]:
-        assert f"{LONG_CONTEXT['link']}?action={action}" in hrefs
-    assert "4. cancel" in out.html
+    for o in LONG_CONTEXT["options"]:
+        assert f"{LONG_CONTEXT['link']}?action={o['action']}" in hrefs
+    assert "4. cancel" in out.html and "3. change address or phone" in out.html
     assert f"{LONG_CONTEXT['link']}?action=reschedule" in out.body  # text part too
+    assert LONG_CONTEXT["link"] in hrefs  # and the page itself
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("en-IN", "We will deliver order ACME-2026-004871 on Sat, 2 Jan."),
+        ("hi-IN", "ऑर्डर ACME-2026-004871 शनि, 2 जन॰ को डिलीवर होगा।"),
+        ("ko-KR", "주문 ACME-2026-004871 상품을 1월 2일 (토)에 배송합니다."),
+    ],
+)
+def test_ndr_confirm_states_action_and_date_in_the_customers_language(locale: str, expected: str) -> None:
+    # The workflow's ndr_context names the date agreed_date; templates read it as date.
+    ctx = {k: v for k, v in LONG_CONTEXT.items() if k != "date"}
+    ctx.update(action="reschedule", agreed_date="2027-01-02", ndr_attempt=2)
+    assert expected in render("sms", "ndr_confirm", locale, ctx).body
+    mail = render("email", "ndr_confirm", locale, ctx)
+    full = {
+        "en-IN": "Saturday, 2 January 2027",
+        "hi-IN": "शनिवार, 2 जनवरी 2027",
+        "ko-KR": "2027년 1월 2일 토요일",
+    }
+    assert full[locale] in mail.body and full[locale] in mail.html
+
+
+def test_workflow_ndr_context_renders_every_ndr_purpose() -> None:
+    """What workflows/shipment.py ndr_context sends, plus what the activity adds (link), is
+    enough for every NDR purpose the workflow asks for."""
+    base = {k: LONG_CONTEXT[k] for k in ("merchant_name", "order_id", "tracking_number", "tracking_url")}
+    wf = {
+        "ndr_attempt": 1,
+        "reason": "customer_unavailable",
+        "options": menu_context("customer_unavailable"),
+        "case_ref": "K7QM",
+        "agreed_date": None,
+        "action": None,
+        "link": LONG_CONTEXT["link"],
+    }
+    decided = {**wf, "action": "reattempt", "agreed_date": "2027-01-02"}
+    for purpose in NDR_PURPOSES:
+        if purpose in WITHOUT_SHIPMENT:
+            continue
+        ctx = {**base, **(decided if purpose in ("ndr_confirm", "ndr_already_decided") else wf)}
+        for channel in ("sms", "whatsapp", "email"):
+            for locale in LOCALES:
+                assert render(channel, purpose, locale, ctx).body
+
+
+@pytest.mark.parametrize("channel", ["sms", "whatsapp", "email"])
+@pytest.mark.parametrize("locale", LOCALES)
+def test_answers_without_a_shipment_need_no_shipment_fields(channel: str, locale: str) -> None:
+    out = render(channel, "ndr_no_open_case", locale, {})
+    assert out.body and "None" not in out.body
+    assert ":  /" not in out.body  # no empty "Order: / Tracking number:" footer
+    named = render(channel, "ndr_no_open_case", locale, {"merchant_name": "Acme"})
+    assert "Acme" in named.body
+    which = render(channel, "ndr_which_case", locale, {"cases": LONG_CONTEXT["cases"]})
+    assert "K7Q" in which.body and "M2X" in which.body
+
+
+def test_ask_details_asks_only_for_the_phone_when_only_the_phone_can_change() -> None:
+    phone_only = {**LONG_CONTEXT, "options": menu_context("verification_failed")}
+    assert any(o["action"] == "update_phone" for o in phone_only["options"])
+    body = render("sms", "ndr_ask_details", "en", phone_only).body
+    assert "phone number" in body and "address" not in body
+    both = render("sms", "ndr_ask_details", "en", LONG_CONTEXT).body
+    assert "address" in both and "phone number" in both
+
+
+def test_whatsapp_quick_reply_button_titles_fit() -> None:
+    for lang, kinds in LABELS.items():
+        for code, title in kinds["button"].items():
+            assert len(title) <= 20, (lang, code, title)  # WhatsApp's limit for quick-reply titles
 
 
 @pytest.mark.parametrize(
@@ -198,8 +346,11 @@ def test_minimal_context_renders_every_sms() -> None:
         "delivery_failed": {"reason": "customer_unavailable"},
         "ndr_ask": {"options": ["reattempt"], "link": "https://x.in/r/t", "reason": "address_issue"},
         "ndr_reminder": {"options": ["reattempt"], "link": "https://x.in/r/t"},
+        "ndr_ask_date": {"link": "https://x.in/r/t"},
+        "ndr_ask_details": {"link": "https://x.in/r/t"},
         "ndr_confirm": {"action": "reattempt"},
-        "ndr_clarify": {"question": "option"},
+        "ndr_clarify": {"link": "https://x.in/r/t"},
+        "ndr_already_decided": {"action": "rto"},
         "ndr_which_case": {"cases": LONG_CONTEXT["cases"]},
     }
     for purpose in PURPOSES:
@@ -272,7 +423,12 @@ def test_sms_typography_is_made_gsm_friendly() -> None:
 
 def test_variables_for_provider_templates() -> None:
     out = render("whatsapp", "ndr_ask", "hi", LONG_CONTEXT)
-    assert out.variables["options_text"].startswith("1 कल डिलीवरी, 2 तारीख चुनें")
+    assert out.variables["options_text"] == "1 कल डिलीवरी, 2 तारीख चुनें, 3 पता/फ़ोन बदलें, 4 रद्द करें"
+    assert out.variables["menu"] == "1234"
+    assert out.variables["option_3_text"] == "पता/फ़ोन बदलें" and "option_5_text" not in out.variables
+    assert out.variables["link"] == LONG_CONTEXT["link"]
+    skip = render("whatsapp", "ndr_ask", "en", {**LONG_CONTEXT, "options": menu_context("payment_issue")})
+    assert skip.variables["menu"] == "124" and skip.variables["options_text"].endswith("4 cancel")
     assert out.variables["reason_text"] == "फ़ोन पर संपर्क नहीं हुआ"
     assert out.variables["order_id"] == LONG_CONTEXT["order_id"]
     assert out.variables["cod_amount_text"] == "₹12,499"
@@ -312,8 +468,13 @@ def test_non_gsm_characters_are_reported() -> None:
 
 
 # Long, realistic values: long merchant and carrier names, an order id and AWB of the length
-# Indian marketplaces use, a tracking URL on the merchant's own domain, and a signed
-# self-service link of 64 characters (token of 32). Budgets assume links no longer than these.
+# Indian marketplaces use, a tracking URL on the merchant's own domain, and a real signed
+# self-service link (api.tokens: 65-character token) under a 29-character public base URL:
+# 97 characters. Budgets hold for public base URLs up to that length.
+REAL_LINK = case_url(
+    "https://track.acmefashions.in",
+    make_case_token(shipment_id_for("acme", "delhivery", "DLV1234567890123"), 2, "K7QM", secret_key="k" * 43),
+)
 LONG_CONTEXT = {
     "merchant_name": "Acme Fashions & Lifestyle",
     "customer_name": "Venkata Lakshmi Narasimhan",
@@ -328,8 +489,8 @@ LONG_CONTEXT = {
     "delivered_at": "2026-12-30T14:45:00Z",
     "reason": "customer_unreachable",
     "attempt": 2,
-    "options": ["reattempt", "reschedule", "update_contact", "rto"],
-    "link": "https://track.acmefashions.in/r/q9ZtK2mXv8LpR4sW7yB1nC6dF3hJ5gA0",
+    "options": menu_context("customer_unreachable"),  # 1, 2, 3, 4
+    "link": REAL_LINK,
     "reply_by": "2026-12-31T12:30:00Z",
     "action": "reschedule",
     "date": "2026-12-30",

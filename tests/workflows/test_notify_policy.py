@@ -272,3 +272,66 @@ def test_module_stays_pure() -> None:
         for m in imported
         if m and m.split(".")[0] in ("temporalio", "sqlalchemy", "sqlmodel", "httpx", "channels", "store")
     }
+
+
+# ---- the NDR conversation ------------------------------------------------------------------
+def test_every_ndr_message_has_a_rule_and_templates() -> None:
+    """What the NDR state machine and the API ask to send is a known purpose with a default
+    rule, and has templates (the three lists cannot drift apart)."""
+    from api import reply_routing
+    from templates import NDR_PURPOSES as TEMPLATE_PURPOSES
+    from workflows import ndr_policy
+
+    asked = {v for k, v in vars(ndr_policy).items() if k.startswith("NOTIFY_")}
+    answered = {reply_routing.NOTIFY_NO_OPEN_CASE, reply_routing.NOTIFY_CASE_CLOSED}
+    assert asked | answered == set(np.NDR_PURPOSES)
+    assert set(TEMPLATE_PURPOSES) == set(np.NDR_PURPOSES)
+    pol = np.MerchantPolicy()
+    for purpose in np.NDR_PURPOSES:
+        assert np.plan(pol, purpose, profile()).send_now == ["whatsapp"], purpose
+        assert np.purpose_for_milestone(pol, purpose) is None  # never a milestone message
+
+
+def test_ndr_follow_ups_go_where_the_merchant_asks() -> None:
+    book = np.policy_book_from_dict(
+        {"merchants": {"acme": {"notify": {"ndr_ask": ["sms", "email"], "ndr_confirm": ["email"]}}}}
+    )
+    pol = book.policy_for("acme")
+    assert np.plan(pol, "ndr_ask_date", profile()).order == ["sms", "email"]
+    assert np.plan(pol, "ndr_escalated", profile()).order == ["sms", "email"]
+    assert np.plan(pol, "ndr_confirm", profile()).order == ["email"]  # configured itself
+    assert np.plan(book.policy_for("other"), "ndr_ask_date", profile()).order == ["whatsapp", "sms", "email"]
+    # A merchant who sets a follow-up apart in "default" keeps it when it changes only ndr_ask.
+    book = np.policy_book_from_dict(
+        {
+            "default": {"notify": {"ndr_dispute_ack": ["email"]}},
+            "merchants": {"acme": {"notify": {"ndr_ask": ["sms"]}}},
+        }
+    )
+    assert np.plan(book.policy_for("acme"), "ndr_dispute_ack", profile()).order == ["email"]
+    assert np.plan(book.policy_for("acme"), "ndr_clarify", profile()).order == ["sms"]
+
+
+def test_a_policy_without_a_rule_for_a_newer_ndr_purpose_follows_ndr_ask() -> None:
+    # e.g. a policy snapshot a running workflow took before the purpose existed
+    pol = np.MerchantPolicy()
+    pol.rules = {k: v for k, v in pol.rules.items() if k not in ("ndr_ask_date", "ndr_already_decided")}
+    pol.rules["ndr_ask"] = np.PurposeRule(channels=["sms"])
+    assert np.plan(pol, "ndr_ask_date", profile()).send_now == ["sms"]
+    assert np.plan(pol, "ndr_already_decided", profile()).order == ["sms"]
+    del pol.rules["delivered"]
+    assert np.plan(pol, "delivered", profile()).order == []  # milestones do not borrow
+
+
+@pytest.mark.parametrize(
+    ("purpose", "status", "expected"),
+    [
+        ("ndr_ask_date", "delivery_failed", True),
+        ("ndr_ask_details", "delivered", False),
+        ("ndr_already_decided", "out_for_delivery", True),
+        ("ndr_already_decided", "delivered", False),
+        ("ndr_escalated", "delivery_failed", True),
+    ],
+)
+def test_deferred_ndr_messages_still_true(purpose: str, status: str, expected: bool) -> None:
+    assert np.still_true(purpose, status) is expected

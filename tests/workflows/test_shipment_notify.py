@@ -132,3 +132,21 @@ async def test_opted_out_channel_is_not_used_again(time_env: WorkflowEnvironment
         st = await until(h, lambda s: len(s.notifications) == 3)
         assert [(s.channel, s.purpose) for s in fakes.sent] == [("sms", "picked_up"), ("email", "picked_up"), ("email", "out_for_delivery")]
         assert st.opted_out == ["sms"]
+
+
+async def test_late_63016_retries_whatsapp_as_a_template_then_falls_back(time_env: WorkflowEnvironment, task_queue: str) -> None:
+    fakes = Fakes()
+    async with worker(time_env.client, task_queue, fakes):
+        h = await start(time_env.client, task_queue, new_id(), policy=NO_QUIET, whatsapp_opt_in=True)
+        await h.signal("carrier_events", CarrierEventsInput(events=[ev("out_for_delivery", "2026-11-28T03:00:00+00:00", "c")]))
+        st = await until(h, lambda s: len(s.notifications) == 1)
+        wa = st.notifications[0]
+        # Twilio reports later that the free-form message was outside the 24 h session.
+        await h.signal("notification_status", NotificationStatusInput(key=wa["key"], channel="whatsapp", status="failed", error_code="63016"))
+        st = await until(h, lambda s: len(s.notifications) == 2)
+        assert [(s.channel, s.context.get("whatsapp_force_template")) for s in fakes.sent] == [("whatsapp", None), ("whatsapp", True)]
+        # The template fails too: next channel, once.
+        await h.signal("notification_status", NotificationStatusInput(key=st.notifications[1]["key"], channel="whatsapp", status="undelivered"))
+        st = await until(h, lambda s: len(s.notifications) == 3)
+        assert [s.channel for s in fakes.sent] == ["whatsapp", "whatsapp", "sms"]
+        assert fakes.sent[2].occurrence == fakes.sent[0].occurrence

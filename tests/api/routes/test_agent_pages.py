@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from store import agents as agent_store
-from store import keys
+from store import crud, keys
 from tests.api.agent_fakes import AgentsApi, make_agents_api
 from workflows.messages import TimelineEntry
 
@@ -78,6 +78,13 @@ def test_merchant_and_carrier_keys_cannot_sign_in_or_see_the_dashboard(api: Agen
     r = sign_in(api, getattr(api, which))
     assert r.status_code == 403 and "Only agent keys" in r.text
     assert not [h for h in r.headers.get_list("set-cookie") if h.startswith("ndr_agent=")]
+    with Session(api.engine) as s:
+        refused = crud.recent_refusals(s)[0]
+    assert (refused.path, refused.status_code) == (
+        "/agent/sign-in",
+        403,
+    ) and "Only agent keys" in refused.reason
+    assert getattr(api, which) not in refused.reason
     row = api.temporal.add(api.engine, merchant="acme", tracking="T1", reason="carrier_rejected")
     for path in ("/agent", f"/agent/shipments/{row.shipment_id}"):
         page = api.client.get(path, headers=api.auth(getattr(api, which)), follow_redirects=False)

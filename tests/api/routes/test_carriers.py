@@ -101,3 +101,15 @@ def test_unknown_codes_are_counted_per_carrier_and_code(api: Api) -> None:
     with Session(api.engine) as s:
         counts = {(c.carrier, c.code): c.count for c in unknown_code_counts(s)}
     assert counts == {("generic", "teleported"): 2}
+
+
+def test_a_redelivered_push_does_not_count_its_unknown_codes_again(api: Api) -> None:
+    _register(api, "generic")
+    batch = {"events": [event("u1", "teleported", "2026-11-27T10:00:00Z")]}
+    for _ in range(3):  # the carrier retries the same push
+        api.client.post("/v1/carriers/generic/events", json=batch, headers=api.auth(api.carrier_key))
+    later = {"events": [event("u2", "teleported", "2026-11-27T11:00:00Z")]}
+    api.client.post("/v1/carriers/generic/events", json=later, headers=api.auth(api.carrier_key))
+    with Session(api.engine) as s:
+        counts = {(c.carrier, c.code): c.count for c in unknown_code_counts(s)}
+    assert counts == {("generic", "teleported"): 2}
