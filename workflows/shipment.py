@@ -513,7 +513,7 @@ class ShipmentWorkflow:
         # Reminders are for silence: a customer who answered ("2", an unclear text) has been asked
         # the follow-up question already; only an opt-out/opt-in is not an answer.
         answered = any(r.get("kind") not in ("opt_out", "opt_in") for r in case.responses)
-        if answered and workflow.patched(PATCH_NDR_FOLLOW_UPS):
+        if answered and workflow.patched(PATCH_NO_REMINDER_AFTER_AN_ANSWER):
             return []
         prof = self._st().profile
         return ndr.reminder_times(_parse(case.asked_at), prof.timezone if prof else "UTC",
@@ -576,10 +576,7 @@ class ShipmentWorkflow:
         case = ndr.find_case(st.ndr_cases, case_attempt) if case_attempt is not None else None
         context = ndr_context(case) if case is not None else {}
         pol = self._pol()
-        rule_purpose = _rule_purpose(pol, purpose)
-        if rule_purpose != purpose and not workflow.patched(PATCH_NDR_FOLLOW_UPS):
-            rule_purpose = purpose
-        plan = notify.plan(pol.notify, rule_purpose, st.profile, exclude=st.opted_out)
+        plan = notify.plan(pol.notify, purpose, st.profile, exclude=st.opted_out)
         if not plan.order:
             self._timeline(normalise_time(workflow.now()), "notification", f"{purpose}: no usable channel", purpose=purpose)
             return
@@ -832,9 +829,8 @@ ATTN_CHANNELS = "channels_failed"
 WHATSAPP_OUTSIDE_SESSION = "63016"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
 
-# NDR follow-ups (the date question, escalated, ...) go where the question went, and reminders stop
-# once the customer answered. Histories recorded before this change replay the old way.
-PATCH_NDR_FOLLOW_UPS = "ndr-follow-ups-after-a-reply"
+# Reminders stop once the customer answered. Histories recorded before this change replay the old way.
+PATCH_NO_REMINDER_AFTER_AN_ANSWER = "ndr-no-reminder-after-an-answer"
 
 
 # Effects decided inside a batch of events that the rest of the batch made moot are dropped
@@ -897,15 +893,6 @@ def _agent_action_error(st: ShipmentState, inp: AgentActionInput) -> tuple[bool,
     if inp.action == "resolve" and not st.needs_attention:
         return False, "nothing to resolve: the shipment does not need attention"
     return None
-
-
-def _rule_purpose(pol: ShipmentPolicy, purpose: str) -> str:
-    """Whose channel rule a message follows. The NDR conversation's answers (ask for the date,
-    escalated, dispute acknowledged, already decided, ...) have no rule of their own in most
-    merchants' policies: they go where the question went (`ndr_ask`), never nowhere."""
-    if purpose in pol.notify.rules or not purpose.startswith("ndr_"):
-        return purpose
-    return ndr.NOTIFY_ASK
 
 
 def ndr_context(case: ndr.NdrCase) -> dict[str, Any]:
