@@ -52,6 +52,10 @@ run: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
+# The whole NDR story against a running `make run` (another terminal): ARGS="--api URL --home DIR".
+demo: $(STAMP)
+	$(BIN)/ndrflow demo $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

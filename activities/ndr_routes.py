@@ -19,9 +19,10 @@ from workflows.messages import (
 
 
 class NdrRouteActivities:
-    def __init__(self, engine: Engine, *, inbound_email_domain: str = "") -> None:
+    def __init__(self, engine: Engine, *, inbound_email_domain: str = "", reply_key_secret: str = "") -> None:
         self.engine = engine
         self.inbound_email_domain = inbound_email_domain
+        self.reply_key_secret = reply_key_secret  # NDRFLOW_SECRET_KEY: reply-to keys cannot be derived
 
     @activity.defn(name=OPEN_REPLY_ROUTE)
     def open_reply_route(self, inp: OpenReplyRouteInput) -> OpenReplyRouteResult:
@@ -31,7 +32,9 @@ class NdrRouteActivities:
             email = row.customer_email if row else None
             if row is None:
                 activity.logger.warning("reply route: no shipment row for %s; only the web link will route", inp.shipment_id)
-            route = routes.open_route(session, shipment_id=inp.shipment_id, attempt=inp.attempt, phone=phone, email=email)
+            route = routes.open_route(
+                session, shipment_id=inp.shipment_id, attempt=inp.attempt, phone=phone, email=email, key_secret=self.reply_key_secret
+            )
         reply_to = routes.reply_to_address(route.reply_key, self.inbound_email_domain) if route.reply_key and self.inbound_email_domain else ""
         return OpenReplyRouteResult(ref=route.ref, reply_to=reply_to)
 

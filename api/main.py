@@ -45,6 +45,7 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
         customer,
         dev,
         health,
+        inbound,
         merchants,
         provider_webhooks,
         tracking,
@@ -58,6 +59,7 @@ def create_app(settings: Settings, temporal: Client | None = None, carrier_setti
     app.include_router(merchants.router)  # merchants: register and read shipments
     app.include_router(carriers.router)  # carriers: tracking events in their own formats
     app.include_router(provider_webhooks.router)  # Twilio / SendGrid delivery status
+    app.include_router(inbound.router)  # customers' SMS, WhatsApp and email replies
     app.include_router(customer.router)  # customers: the self-service page /r/{token}
     app.include_router(tracking.router)  # customers: the public tracking page /t/{shipment_id}
     app.include_router(agents.router)  # agents: queue, timeline, actions

@@ -228,10 +228,16 @@ async def handle_inbound(
     now: datetime | None = None,
     inbound_domain: str = "",
     max_days: int = DEFAULT_MAX_DAYS,
+    optout: str | None = None,
 ) -> InboundOutcome:
     """Log, route, parse and deliver one verified inbound message. Safe to call again for a
     provider's retry: a message already routed is not delivered twice (and the workflow also
-    dedupes by message id); one that failed half-way (e.g. Temporal down) is retried."""
+    dedupes by message id); one that failed half-way (e.g. Temporal down) is retried.
+
+    `optout` ("opt_out" / "opt_in"): the provider's or the keyword list's verdict on the whole
+    message (channels.optout.classify, Twilio's OptOutType). It wins over the parser, so a word the
+    carrier network treats as STOP ("CANCEL", a custom keyword) reaches the case as an opt-out,
+    never as "4 cancel" or a return."""
     from temporalio.client import WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
@@ -277,7 +283,9 @@ async def handle_inbound(
                 context_state=case.state,
                 channel=msg.channel,
             )
-            if not decision.text.strip():
+            if optout in ("opt_out", "opt_in"):
+                parsed = ParsedReply(kind=optout, keyword=decision.text.strip().upper()[:32] or None, confidence=0.99)
+            elif not decision.text.strip():
                 # Only the code ("K7QM") and nothing to re-apply: the workflow asks that case's question again.
                 parsed = ParsedReply(kind="case_ref", case_ref=decision.case_ref, confidence=0.9)
             inp = reply_input_from_parsed(

@@ -98,6 +98,8 @@ class CarrierSettings(BaseSettings):
                 "clickpost_base_url": base,
                 "generic_base_url": f"{base}/generic",
                 "generic_instruction_url": f"{base}/generic/instructions",
+                # Unsigned generic instructions are never sent ("unsupported"): sign them for the fake.
+                "generic_instruction_secret": self.generic_signing_secret or "fake-generic-secret",
                 "delhivery_api_token": self.delhivery_api_token or "fake-delhivery-token",
                 "shiprocket_email": self.shiprocket_email or "api@fake.example",
                 "shiprocket_password": self.shiprocket_password or "fake-password",

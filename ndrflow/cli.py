@@ -5,6 +5,7 @@
     ndrflow migrate                     apply database migrations
     ndrflow keys create|list|revoke     API keys
     ndrflow temporal setup              register the search attributes on an external namespace
+    ndrflow demo --home DIR --api URL   the whole NDR story against a running `make run` stack
 
 Settings come from the environment (NDRFLOW_*, see ndrflow/config.py); flags override them.
 Machine-readable output (a new key) goes to stdout, everything else to stderr.
@@ -215,6 +216,7 @@ def _ready_panel(settings: Settings, stack: Any, keys: Any) -> Panel:
             grid.add_row("Fake carrier", f"{stack.fake_carrier.url}/_received  (every carrier API points here)")
         if settings.twilio_auth_token:
             grid.add_row("Twilio auth token", f"{settings.twilio_auth_token}  (signs inbound webhooks in local mode)")
+        grid.add_row("Demo", f"make demo ARGS='--api {api} --home {settings.home}'  (another terminal: the NDR story)")
     grid.add_row("Temporal UI", stack.temporal_ui_url)
     if stack.devserver is not None:
         grid.add_row("Temporal gRPC", f"{stack.devserver.address}  (namespace {settings.temporal_namespace})")
@@ -459,6 +461,30 @@ def fake_carrier(
     from carriers.fake.server import serve
 
     serve(host=host, port=port)
+
+
+@app.command("demo")
+def demo(
+    home: HomeOpt = None,
+    api_url: Annotated[str, typer.Option("--api", help="The running stack's API (`make run`).")] = "http://127.0.0.1:8000",
+    public_url: Annotated[
+        str | None,
+        typer.Option("--public-url", help="NDRFLOW_PUBLIC_BASE_URL of the stack when it is not the API URL (Twilio signatures)."),
+    ] = None,
+    temporal_ui: Annotated[str, typer.Option("--temporal-ui", help="Temporal Web UI of the stack.")] = "http://127.0.0.1:8233",
+) -> None:
+    """Drive 12 scripted shipments through a running `make run` stack: three failed deliveries,
+    answered by SMS, on the self-service page, and not at all. Prints where to look."""
+    from ndrflow.demo import DemoConfig, DemoError, run_demo
+
+    cfg = DemoConfig(home=home or Path(os.environ.get("NDRFLOW_HOME", ".ndrflow")), api=api_url, public_url=public_url,
+                     temporal_ui=temporal_ui)
+    try:
+        result = asyncio.run(run_demo(cfg, console=out))
+    except DemoError as exc:
+        raise fail(str(exc)) from None
+    if result.problems():
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

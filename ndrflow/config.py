@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # JSON list or comma-separated, the first one active. Generated per home when unset; in
     # production set it to the same value for every API and worker process.
     codec_keys: str = Field(default="", repr=False)
+    # SendGrid Inbound Parse signs nothing: its webhook URL carries this token
+    # (`/v1/webhooks/sendgrid/inbound?token=...`). Generated per home when unset.
+    sendgrid_inbound_token: str = Field(default="", repr=False)
 
     # How long a workflow lingers after a terminal milestone (late scans, replies, agent notes).
     completion_grace_hours: float = 72.0
@@ -83,7 +86,7 @@ class Settings(BaseSettings):
 
     @staticmethod
     def generated_secret_names() -> list[str]:
-        return ["secret_key", "twilio_auth_token", "codec_keys"]
+        return ["secret_key", "twilio_auth_token", "codec_keys", "sendgrid_inbound_token"]
 
 
 def _generate_secret(name: str) -> str:

@@ -45,7 +45,9 @@ def all_activities(settings: Settings, engine: Engine, carrier_settings: Any = N
     readmodel = ReadModelActivities(engine)
     instruct = InstructActivities(engine, carrier_settings, send_email=ops_email_sender(settings, engine))
     poll = PollActivities(carrier_settings)
-    routes = NdrRouteActivities(engine, inbound_email_domain=get_ndr_settings().inbound_email_domain)
+    routes = NdrRouteActivities(
+        engine, inbound_email_domain=get_ndr_settings().inbound_email_domain, reply_key_secret=settings.secret_key
+    )
     attention = AttentionActivities(engine)
     return [
         readmodel.sync_read_model,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -96,10 +97,13 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def reply_key_for(shipment_id: str, attempt: int) -> str:
-    """Global, unguessable-enough key for the per-case reply-to address (not a credential: the
-    email channel still checks the sender). Deterministic so a retried activity gets the same."""
-    digest = hashlib.sha256(f"reply-to\x1f{shipment_id}\x1f{attempt}".encode()).digest()
+def reply_key_for(shipment_id: str, attempt: int, secret: str = "") -> str:
+    """Global key for the per-case reply-to address. Shipment ids are a hash of (merchant,
+    carrier, tracking number), all semi-public, so the key is an HMAC under the deployment's
+    secret (NDRFLOW_SECRET_KEY): whoever knows a tracking number still cannot write to its case.
+    Deterministic so a retried activity gets the same key."""
+    msg = f"reply-to\x1f{shipment_id}\x1f{attempt}".encode()
+    digest = hmac.new(secret.encode(), msg, hashlib.sha256).digest() if secret else hashlib.sha256(msg).digest()
     return base64.b32encode(digest[:10]).decode().lower()
 
 
@@ -132,6 +136,7 @@ def open_route(
     phone: str | None = None,
     email: str | None = None,
     now: datetime | None = None,
+    key_secret: str = "",
 ) -> OpenCaseRoute:
     """Open (or find) the routes of an NDR case; returns its reference code and reply-to key.
 
@@ -147,7 +152,7 @@ def open_route(
 
     _close_earlier_attempts(session, shipment_id, attempt, now)
     addresses = _addresses(phone, email)
-    key = reply_key_for(shipment_id, attempt)
+    key = reply_key_for(shipment_id, attempt, key_secret)
     for ref in _free_refs(session, shipment_id, attempt, addresses):
         rows = [ReplyRoute(shipment_id=shipment_id, attempt=attempt, kind=k, address=a, ref=ref, opened_at=now) for k, a in addresses]
         rows.append(ReplyRoute(shipment_id=shipment_id, attempt=attempt, kind=KIND_REPLY_TO, address=key, ref=ref, opened_at=now))

@@ -510,6 +510,11 @@ class ShipmentWorkflow:
     def _reminder_times(self, case: ndr.NdrCase) -> list[datetime]:
         if not case.asked_at:
             return []
+        # Reminders are for silence: a customer who answered ("2", an unclear text) has been asked
+        # the follow-up question already; only an opt-out/opt-in is not an answer.
+        answered = any(r.get("kind") not in ("opt_out", "opt_in") for r in case.responses)
+        if answered and workflow.patched(PATCH_NO_REMINDER_AFTER_AN_ANSWER):
+            return []
         prof = self._st().profile
         return ndr.reminder_times(_parse(case.asked_at), prof.timezone if prof else "UTC",
                                   cutoff=_parse(case.cutoff_at) if case.cutoff_at else None, policy=self._pol().ndr)
@@ -823,6 +828,9 @@ ATTN_STALE = "no_tracking_update"
 ATTN_CHANNELS = "channels_failed"
 WHATSAPP_OUTSIDE_SESSION = "63016"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
+
+# Reminders stop once the customer answered. Histories recorded before this change replay the old way.
+PATCH_NO_REMINDER_AFTER_AN_ANSWER = "ndr-no-reminder-after-an-answer"
 
 
 # Effects decided inside a batch of events that the rest of the batch made moot are dropped

@@ -37,3 +37,15 @@ def test_without_an_inbound_domain_or_a_shipment_row(engine):  # type: ignore[no
     acts = NdrRouteActivities(engine)
     got = ActivityEnvironment().run(acts.open_reply_route, OpenReplyRouteInput("shp_unknown", 1))
     assert got.reply_to == "" and len(got.ref) == 4
+
+
+def test_reply_to_key_cannot_be_derived_without_the_deployment_secret(engine):  # type: ignore[no-untyped-def]
+    # Shipment ids hash semi-public facts (merchant, carrier, tracking number): the key must not.
+    _shipment(engine)
+    acts = NdrRouteActivities(engine, inbound_email_domain="in.example.com", reply_key_secret="s3cret")
+    got = ActivityEnvironment().run(acts.open_reply_route, OpenReplyRouteInput("shp_a", 1))
+    key = S.parse_reply_to(got.reply_to, "in.example.com")
+    assert key == S.reply_key_for("shp_a", 1, "s3cret")
+    assert key not in (S.reply_key_for("shp_a", 1), S.reply_key_for("shp_a", 1, "other"))
+    with Session(engine) as s:
+        assert S.find_by_reply_key(s, key).shipment_id == "shp_a"  # type: ignore[union-attr]

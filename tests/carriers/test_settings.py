@@ -28,3 +28,10 @@ def test_pointing_at_the_fake_changes_every_base_url_and_keeps_real_credentials(
     assert cfg.generic_instruction_target == "http://127.0.0.1:9999/generic/instructions"
     assert cfg.generic_base_url == "http://127.0.0.1:9999/generic"
     assert cfg.shiprocket_email == "real@x.example" and cfg.delhivery_api_token
+
+
+def test_pointing_at_the_fake_signs_generic_instructions_keeping_a_configured_secret():
+    # Without a key the generic adapter refuses to send (unsupported): local mode must still work.
+    assert CarrierSettings(_env_file=None).pointing_at("http://127.0.0.1:9").generic_signing_secret
+    kept = CarrierSettings(_env_file=None, generic_webhook_secret="gsec").pointing_at("http://127.0.0.1:9")
+    assert kept.generic_signing_secret == "gsec"
