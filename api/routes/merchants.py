@@ -44,8 +44,9 @@ async def register_shipment(
         raise HTTPException(403, f"this key belongs to merchant {principal.merchant_id!r}, not {body.merchant_id!r}")
     phone = None
     if body.customer.phone is not None:
-        # Local formats ("98765 43210") are read in the merchant's default region.
-        region = channel_settings().policy_for(body.merchant_id).default_region or body.address.country
+        # Local formats ("98765 43210") are read in the delivery address's country when the
+        # merchant gave one, else in the merchant's default region.
+        region = body.address.country if "country" in body.address.model_fields_set else channel_settings().policy_for(body.merchant_id).default_region
         try:
             phone = phones.normalize(body.customer.phone, region)
         except ValueError as exc:
