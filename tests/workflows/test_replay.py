@@ -80,8 +80,13 @@ def _payloads(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
 
 
 # Left unencrypted by design: search attributes (the server indexes them; they hold no personal
-# data) and the SDK's own local-activity marker bookkeeping (sequence numbers, activity type).
-CLEAR_BY_DESIGN = (".searchAttributes.", ".markerRecordedEventAttributes.details.data.")
+# data) and the SDK's own marker bookkeeping: local-activity markers (sequence numbers, activity
+# type) and patch markers (the patch id and its deprecated flag).
+CLEAR_BY_DESIGN = (
+    ".searchAttributes.",
+    ".markerRecordedEventAttributes.details.data.",
+    ".markerRecordedEventAttributes.details.patch-data.",
+)
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
