@@ -39,6 +39,7 @@ from domain.instructions import Instruction, InstructionResult
 from domain.ndr_options import DEFAULT_MAX_DAYS, REPLY_KINDS, MenuOption, allowed_dates, options_for
 from domain.ndr_rules import NdrRule, RuleDecision, evaluate, load_rules
 from domain.taxonomy import Milestone, NdrAction, NdrReason, allowed_customer_actions, is_customer_actionable
+from workflows import notify_policy
 from workflows.messages import CustomerReplyInput, CustomerReplyResult
 
 # ---- states -----------------------------------------------------------------------------
@@ -562,41 +563,18 @@ def _instruction_by_seq(case: NdrCase, seq: int) -> dict[str, Any]:
 # ---- timing ---------------------------------------------------------------------------------
 
 
-def parse_quiet_hours(spec: str | None) -> tuple[time, time] | None:
-    """"21:00-09:00" -> (21:00, 09:00); "" or None -> no quiet hours."""
-    if not spec or not spec.strip():
-        return None
-    try:
-        a, b = (part.strip() for part in spec.split("-"))
-        start, end = time.fromisoformat(a), time.fromisoformat(b)
-    except ValueError as exc:
-        raise ValueError(f"quiet hours must look like 21:00-09:00, got {spec!r}") from exc
-    return (start, end) if start != end else None
+# Quiet hours are the notification policy's (one definition for every message the customer gets).
+parse_quiet_hours = notify_policy.parse_quiet_hours
 
 
 def in_quiet_hours(t: datetime, tz: str, quiet: str | None) -> bool:
-    window = parse_quiet_hours(quiet)
-    if window is None:
-        return False
-    start, end = window
-    local = t.astimezone(ZoneInfo(tz)).time()
-    if start < end:
-        return start <= local < end
-    return local >= start or local < end  # crosses midnight
+    return notify_policy.quiet_hours_deadline(t, tz, quiet) is not None
 
 
 def quiet_hours_end(t: datetime, tz: str, quiet: str | None) -> datetime:
     """`t` itself when outside quiet hours, else the moment the window opens (recipient local)."""
-    window = parse_quiet_hours(quiet)
-    if window is None or not in_quiet_hours(t, tz, quiet):
-        return t
-    zone = ZoneInfo(tz)
-    local = t.astimezone(zone)
-    end = window[1]
-    opening = datetime.combine(local.date(), end, tzinfo=zone)
-    if opening <= local:
-        opening = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=zone)
-    return opening.astimezone(t.tzinfo)
+    opens = notify_policy.quiet_hours_deadline(t, tz, quiet)
+    return t if opens is None else opens.astimezone(t.tzinfo)
 
 
 def reminder_times(
