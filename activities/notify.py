@@ -43,6 +43,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import TemplateError
@@ -394,7 +395,10 @@ def base_context(shipment: Shipment, policy: MerchantPolicy, public_base_url: st
         "order_id": shipment.order_id or shipment.tracking_number,
         "carrier": shipment.carrier,
     }
-    tracking_url = (policy.tracking_url or public_base_url.rstrip("/") + "/t/{shipment_id}").format(**fields)
+    # Values go into a URL the merchant wrote: percent-encode them.
+    tracking_url = (policy.tracking_url or public_base_url.rstrip("/") + "/t/{shipment_id}").format(
+        **{k: quote(str(v), safe="") for k, v in fields.items()}
+    )
     return {
         "merchant_name": policy.merchant_name or shipment.merchant_id,
         "customer_name": shipment.customer_name or "",

@@ -64,7 +64,8 @@ class Customer(BaseModel):
 
 class ShipmentCreate(BaseModel):
     merchant_id: str = Field(pattern=ID_PATTERN)
-    order_id: str = Field(min_length=1, max_length=64)
+    # Printable only: it appears in SMS bodies, email HTML and tracking URLs.
+    order_id: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
     carrier: str = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$")
     tracking_number: str = Field(pattern=ID_PATTERN)
     payment: Payment = Payment()

@@ -137,6 +137,8 @@ def stack_env(
         # (overriding the base URLs above): pin its port so we can read what it received.
         env["NDRFLOW_FAKE_CARRIER_PORT"] = str(fake_port)
     env["PYTHONUNBUFFERED"] = "1"
+    # Loopback load is the point here; the public endpoints' per-IP limits would refuse it.
+    env["NDRFLOW_RATE_LIMIT_ENABLED"] = "false"
     return env
 
 

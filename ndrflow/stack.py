@@ -147,8 +147,18 @@ class Stack:
         self.engine = engine_for(url)
 
         if s.embedded_temporal:
+            from api.routes.codec import codec_ui_endpoint
+
+            if "temporal_ui_url" not in s.model_fields_set:
+                # The codec server's CORS allows exactly this origin.
+                s.temporal_ui_url = f"http://127.0.0.1:{self.ui_port}"
             self.devserver = DevServer(
-                home=s.home, port=self.temporal_port, ui_port=self.ui_port, namespace=s.temporal_namespace
+                home=s.home,
+                port=self.temporal_port,
+                ui_port=self.ui_port,
+                namespace=s.temporal_namespace,
+                # The embedded Web UI decodes sealed payloads through our codec endpoint.
+                ui_codec_endpoint=codec_ui_endpoint(s, self.api_url) if self.run_api else None,
             )
             await self.devserver.start()
             self.client = await connect(s, address=self.devserver.address)
