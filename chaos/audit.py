@@ -43,8 +43,12 @@ def expected_messages(journeys: Iterable[JourneyFacts]) -> tuple[Counter[Message
     for j in journeys:
         ch = first_channel(j.whatsapp_opt_in)
         required[(j.shipment_id, "delivered", ch)] += 1
-        if j.kind in NDR_KINDS:
+        if j.kind in DECIDING_KINDS:
+            # The customer answered it, so it must have been sent. A silent customer's question
+            # may go stale before a restarted worker gets to it (the carrier reattempted).
             required[(j.shipment_id, "ndr_ask", ch)] += 1
+        elif j.kind in NDR_KINDS:
+            allowed[(j.shipment_id, "ndr_ask", ch)] = 1
         for m, n in Counter(j.milestones).items():
             allowed[(j.shipment_id, m, ch)] = max(allowed[(j.shipment_id, m, ch)], n)
     for k, n in required.items():

@@ -230,11 +230,12 @@ async def _run(
 
         async with driver.tracking(load, interval=1.0):
             await asyncio.gather(offer(), faults())
-            while tasks and time.monotonic() < hard_deadline:
+            drain_end = min(hard_deadline, time.monotonic() + DRAIN_S)
+            while tasks and time.monotonic() < drain_end:
                 await asyncio.sleep(0.5)
             # Every journey sent: wait until each is delivered and instructions settled.
             last_change, last = time.monotonic(), (-1, -1)
-            while time.monotonic() < hard_deadline:
+            while time.monotonic() < drain_end:
                 now = (len(load.done), len(_accepted(fake)))
                 if now != last:
                     last, last_change = now, time.monotonic()
