@@ -32,6 +32,12 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(PROFILE),--profile,)
 
+# `make chaos` (at most 10 minutes; SHIPMENTS=N to choose how many, default 1,000 scaled to fit):
+# kills the worker and the Temporal dev server, breaks the carriers, redelivers webhooks, then
+# audits exactly-once. Results: chaos/results/latest.json.
+chaos: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m chaos $(if $(SHIPMENTS),--shipments $(SHIPMENTS),)
+
 # Reinstalled when package.json or the lock changes. Without npm, or when the install fails,
 # `make test` still runs and the contract tests say why they skipped.
 $(NODE_STAMP): package.json package-lock.json
