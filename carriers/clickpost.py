@@ -236,7 +236,9 @@ def action_body(
     body.update(
         {
             "address": ", ".join(str(p) for p in street if p),
-            "landmark": str(address.get("landmark") or ""),
+            # Mandatory for REATTEMPT, yet most addresses have none: the locality (line2) or city
+            # is what carriers' agents use, rather than an empty field ClickPost refuses.
+            "landmark": str(address.get("landmark") or address.get("line2") or address.get("city") or ""),
             "drop_pincode": str(address.get("postal_code") or ""),
             "phone_number": national_in(ins.phone or inp.extra.get("phone")) or "",
             # A plain reattempt means "as soon as possible": the next day.
