@@ -7,7 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,13 @@ class Settings(BaseSettings):
 
     # Where local state lives: SQLite file, Temporal dev-server DB, generated secrets, outbox.
     home: Path = Path(".ndrflow")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, v: Path) -> Path:
+        # Child processes (the Temporal dev server) run in other directories: a relative home
+        # such as the default ./.ndrflow must be made absolute once, here.
+        return v.expanduser().resolve()
     # SQLAlchemy URL; empty means a SQLite file inside `home`.
     database_url: str = ""
 
