@@ -1,6 +1,15 @@
-"""The workflow sandbox settings every worker (and the replayer) uses.
+"""How workflow code runs: the strict sandbox in tests, a light runner in production.
 
-Passed through (imported once, shared with the host) rather than re-imported per workflow run:
+Temporal's Python sandbox re-imports a workflow's module for every new run and proxies the
+stdlib so a non-deterministic call (`datetime.now()`, `random`, I/O) fails the workflow task.
+That protection is worth having where code changes: every workflow test, the replay tests and
+the history recorder use `strict_workflow_runner()`, so a non-deterministic call in
+workflows/ fails `make test`. At run time it costs what the benchmark measured (bench/,
+README "Performance"): the per-run re-import of workflows/shipment.py and its sandbox made
+new workflows ~3x slower to start and held ~0.2 MB per cached workflow, so
+`ndrflow worker` uses `workflow_runner()`: no sandbox, unless NDRFLOW_WORKFLOW_SANDBOX=strict.
+
+Passed through even in the strict sandbox (imported once, shared with the host):
 - `zoneinfo`: the sandbox otherwise hands workflow code a restricted ZoneInfo proxy that
   `datetime.astimezone` refuses; zone data is read-only, so sharing it is deterministic.
 - our pure modules (domain/, workflows/*_policy, messages): deterministic, no I/O, and
@@ -9,6 +18,9 @@ Passed through (imported once, shared with the host) rather than re-imported per
 
 from __future__ import annotations
 
+import os
+
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 PASSTHROUGH = (
@@ -25,5 +37,14 @@ PASSTHROUGH = (
 )
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def strict_workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox: tests and replay run workflow code under it."""
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH))
+
+
+def workflow_runner() -> WorkflowRunner:
+    """What workers run with. The workflow module has no mutable module state (constants only),
+    so running it unsandboxed shares nothing between runs; determinism is the tests' job."""
+    if os.environ.get("NDRFLOW_WORKFLOW_SANDBOX", "").lower() == "strict":
+        return strict_workflow_runner()
+    return UnsandboxedWorkflowRunner()

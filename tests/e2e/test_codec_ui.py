@@ -27,7 +27,7 @@ from ndrflow.devserver import DevServer, free_port
 from ndrflow.temporal import connect
 from store.db import migrate
 from tests.workflows.record_histories import Journey, fake_activities
-from workflows.sandbox import workflow_runner
+from workflows.sandbox import strict_workflow_runner
 from workflows.shipment import ShipmentWorkflow
 
 CHROMIUM = "/usr/bin/chromium"
@@ -88,7 +88,7 @@ async def test_temporal_ui_decodes_payloads_through_the_codec_server(tmp_path: P
                 workflows=[ShipmentWorkflow],
                 activities=fake_activities(j.fakes),
                 activity_executor=pool,
-                workflow_runner=workflow_runner(),
+                workflow_runner=strict_workflow_runner(),
             ):
                 handle = await j.start()
                 await j.until(lambda s: s.profile is not None, "registration")

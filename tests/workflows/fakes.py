@@ -43,7 +43,7 @@ from workflows.messages import (
     ShipmentWorkflowInput,
     SyncReadModelInput,
 )
-from workflows.sandbox import workflow_runner
+from workflows.sandbox import strict_workflow_runner
 from workflows.shipment import ShipmentWorkflow
 from workflows.shipment_policy import ShipmentPolicy, policy_dict
 
@@ -120,7 +120,7 @@ class Fakes:
 
 def worker(client: Client, task_queue: str, fakes: Fakes) -> Worker:
     return Worker(client, task_queue=task_queue, workflows=[ShipmentWorkflow], activities=fakes.all(),
-                  activity_executor=ThreadPoolExecutor(8), workflow_runner=workflow_runner())
+                  activity_executor=ThreadPoolExecutor(8), workflow_runner=strict_workflow_runner())
 
 
 def profile(sid: str, **kw: Any) -> ShipmentProfile:

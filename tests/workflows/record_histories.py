@@ -49,7 +49,7 @@ from workflows.messages import (
     ShipmentWorkflowInput,
 )
 from workflows.ndr_policy import NdrPolicy
-from workflows.sandbox import workflow_runner
+from workflows.sandbox import strict_workflow_runner
 from workflows.shipment import ShipmentWorkflow
 from workflows.shipment_policy import ShipmentPolicy, policy_dict
 
@@ -396,7 +396,7 @@ async def run_journey(
             workflows=[ShipmentWorkflow],
             activities=fake_activities(ctx.fakes),
             activity_executor=pool,
-            workflow_runner=workflow_runner(),
+            workflow_runner=strict_workflow_runner(),
         ):
             await spec.run(ctx)
     assert ctx.handle is not None

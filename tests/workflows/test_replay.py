@@ -29,7 +29,7 @@ from tests.workflows.record_histories import (
     shipment_id_for_journey,
 )
 from workflows.ids import shipment_workflow_id
-from workflows.sandbox import workflow_runner
+from workflows.sandbox import strict_workflow_runner
 from workflows.shipment import ShipmentWorkflow
 
 FILES = sorted(HISTORIES.glob("*.json"))
@@ -58,7 +58,7 @@ def test_every_journey_has_a_recorded_history() -> None:
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(
-        workflows=[ShipmentWorkflow], data_converter=replay_converter(), workflow_runner=workflow_runner()
+        workflows=[ShipmentWorkflow], data_converter=replay_converter(), workflow_runner=strict_workflow_runner()
     )
     result = await replayer.replay_workflow(load(path), raise_on_replay_failure=True)
     assert result.replay_failure is None
@@ -134,7 +134,7 @@ async def test_recorder_output_replays_against_current_code(
     # and replay it (what a developer does after an intentional, patched change).
     written = await record(time_env, list(JOURNEYS), tmp_path)
     replayer = Replayer(
-        workflows=[ShipmentWorkflow], data_converter=replay_converter(), workflow_runner=workflow_runner()
+        workflows=[ShipmentWorkflow], data_converter=replay_converter(), workflow_runner=strict_workflow_runner()
     )
     for path in written:
         await replayer.replay_workflow(load(path), raise_on_replay_failure=True)
