@@ -59,6 +59,7 @@ from bench.stack import (
     stop_stack,
 )
 from bench.targets import BaselineTarget, PipelineTarget, Sent, parsed_milestone_map
+from ndrflow.worker import worker_tuning
 from store.db import make_engine
 from workflows.ids import shipment_id_for, shipment_workflow_id
 
@@ -776,7 +777,7 @@ class Run:
         self.details["open_shipments"] = open_now
         reg_rate = sum(1 for s in load.sent if s.ok) / max(1e-9, load.t_end - load.t_begin - 2.0)
         self.details["registrations_per_s_closed_loop"] = round(reg_rate, 1)
-        cache = 1000
+        cache = worker_tuning()["max_cached_workflows"]  # evicted workflows live in history
         if open_now >= self.cfg.fill_target:
             self.rss_10k = rss_now
         else:
