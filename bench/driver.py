@@ -193,7 +193,9 @@ class Driver:
             sent = await self.target.send(j, i, ctx)
             if sent is not None:
                 load.sent.append(sent)
-                if st.scan is not None and st.scan.milestone == "delivery_failed":
+                # A redelivered push asks nothing new: the question answers the first one (which
+                # may already be in the outbox when the redelivery goes out).
+                if st.scan is not None and st.scan.milestone == "delivery_failed" and not st.duplicate:
                     last_failed_push = sent.t_sent
 
     def _spawn(self, coro: Awaitable[None]) -> None:
