@@ -26,6 +26,7 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from carriers import email_ops
 from carriers.base import CarrierUnavailable
 from carriers.registry import ADAPTERS
@@ -114,6 +115,12 @@ class InstructActivities:
 
     @activity.defn(name=SEND_CARRIER_INSTRUCTION)
     async def send_carrier_instruction(self, inp: SendInstructionInput) -> InstructionResult:
+        # Beats while the carrier answers (or times out), so a killed worker's attempt is retried
+        # in seconds instead of after the whole start-to-close timeout.
+        async with heartbeating():
+            return await self._send_carrier_instruction(inp)
+
+    async def _send_carrier_instruction(self, inp: SendInstructionInput) -> InstructionResult:
         adapter = ADAPTERS.get(inp.carrier)
         if adapter is None:
             raise ApplicationError(
@@ -170,6 +177,10 @@ class InstructActivities:
     @activity.defn(name=EMAIL_CARRIER_OPS)
     async def email_carrier_ops(self, inp: EmailCarrierOpsInput) -> InstructionResult:
         """The fallback report, once per instruction (its own key: "<instruction key>:email")."""
+        async with heartbeating():
+            return await self._email_carrier_ops(inp)
+
+    async def _email_carrier_ops(self, inp: EmailCarrierOpsInput) -> InstructionResult:
         key = f"{inp.instruction.idempotency_key}:email"
         existing = await self._db(lambda s: store.get_instruction(s, idempotency_key=key))
         if existing is not None and existing.status in store.FINAL:

@@ -52,6 +52,7 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from api.tokens import case_url, make_case_token
 from channels.base import ChannelError, OutboundMessage
 from channels.registry import ChannelRegistry
@@ -115,8 +116,10 @@ class NotifyActivities:
 
     @activity.defn(name=SEND_NOTIFICATION)
     async def send_notification(self, inp: SendNotificationInput) -> SendNotificationResult:
-        # The SDKs and the database driver block: keep them off the worker's event loop.
-        return await asyncio.to_thread(self.send_sync, inp)
+        # The SDKs and the database driver block: keep them off the worker's event loop, which
+        # heartbeats meanwhile so a killed worker's send is retried in seconds.
+        async with heartbeating():
+            return await asyncio.to_thread(self.send_sync, inp)
 
     @activity.defn(name=GET_NOTIFY_POLICY)
     async def get_notify_policy(self, merchant_id: str) -> MerchantPolicy:

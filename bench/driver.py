@@ -132,14 +132,29 @@ class Driver:
         counter: Counter_,
         outbox: Outbox | None,
         on_tick: Callable[[Load, str], None] | None = None,
+        ask_timeout: float = ASK_TIMEOUT,
     ) -> None:
         self.target = target
+        # How long a customer waits for the NDR message before answering anyway (the chaos run
+        # waits longer: a killed worker delays the message by its heartbeat timeout and more).
+        self.ask_timeout = ask_timeout
         self.counter = counter
         self.outbox = outbox
         self.on_tick = on_tick
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- one journey --------------------------------------------------------------------
+    def start_journey(self, load: Load, j: Journey, t0_loop: float, t0_wall: float) -> None:
+        """Run one journey in the background from (event-loop time, wall time) `t0_*` (its steps
+        are offsets from there). The caller records it in `load.started`; `in_flight` and
+        `drain` see it until its last step was sent."""
+        self._spawn(self._journey(load, j, t0_loop, t0_wall))
+
+    @property
+    def in_flight(self) -> int:
+        """Journeys started here whose steps are not all sent yet."""
+        return len(self._tasks)
+
     async def _journey(self, load: Load, j: Journey, t0_loop: float, t0_wall: float) -> None:
         loop = asyncio.get_running_loop()
         ctx = JourneyCtx(t0_wall=t0_wall)
@@ -162,7 +177,7 @@ class Driver:
                 think = st.at - prev
                 asked_from = time.time()
                 msg = await self.outbox.wait_for(
-                    j.customer.phone, "ndr", after=(last_failed_push or t0_wall) - 0.05, timeout=ASK_TIMEOUT
+                    j.customer.phone, "ndr", after=(last_failed_push or t0_wall) - 0.05, timeout=self.ask_timeout
                 )
                 if msg is None:
                     msg = await self.outbox.wait_for(
@@ -178,7 +193,9 @@ class Driver:
             sent = await self.target.send(j, i, ctx)
             if sent is not None:
                 load.sent.append(sent)
-                if st.scan is not None and st.scan.milestone == "delivery_failed":
+                # A redelivered push asks nothing new: the question answers the first one (which
+                # may already be in the outbox when the redelivery goes out).
+                if st.scan is not None and st.scan.milestone == "delivery_failed" and not st.duplicate:
                     last_failed_push = sent.t_sent
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -220,7 +237,7 @@ class Driver:
                 load.started.append(Started(pending, time.time(), label))
                 step.journeys += 1
                 step.events += pending.events
-                self._spawn(self._journey(load, pending, loop.time(), time.time()))
+                self.start_journey(load, pending, loop.time(), time.time())
                 index += 1
                 pending = factory.make(index)
             await asyncio.sleep(0.01)

@@ -356,7 +356,7 @@ class Run:
             async with driver.tracking(load):
                 for k, j in enumerate(journeys):
                     load.started.append(_started(j))
-                    driver._spawn(driver._journey(load, j, loop.time() + 0.3 * k, time.time() + 0.3 * k))
+                    driver.start_journey(load, j, loop.time() + 0.3 * k, time.time() + 0.3 * k)
                 drained = await driver.drain(load, timeout=45 if self.cfg.quick else 60)
             # Let trailing work (instructions, confirmations) land before reading histories.
             want = {j.tracking_number for j in journeys if j.kind in REPLYING_KINDS}
@@ -449,7 +449,7 @@ class Run:
             async with driver.tracking(load):
                 for k, j in enumerate(journeys):
                     load.started.append(_started(j))
-                    driver._spawn(driver._journey(load, j, loop.time() + 0.3 * k, time.time() + 0.3 * k))
+                    driver.start_journey(load, j, loop.time() + 0.3 * k, time.time() + 0.3 * k)
                 await driver.drain(load, timeout=30)
             await asyncio.sleep(1.0)
         _, bt = self._targets()

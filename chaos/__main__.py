@@ -49,7 +49,14 @@ def main() -> int:
     for k in KEYS:
         t.add_row(k, str(result.get(k)))
     t.add_row("faults", ", ".join(f"{k}={v}" for k, v in sorted(result.get("faults", {}).items())))
-    t.add_row("final state wrong", str(result["details"]["final_state_wrong"]))
+    d = result["details"]
+    t.add_row("final state wrong", str(d["final_state_wrong"]))
+    t.add_row(
+        "still in flight at the audit",
+        f"{d['shipments_pending']} shipments ({d['messages_pending']} messages, "
+        f"{d['instructions_pending']} instructions, {d['final_state_pending']} final states)",
+    )
+    t.add_row("elapsed", f"{d['elapsed_s']} s")
     console.print(t)
     console.print(f"saved {RESULTS / 'latest.json'}")
     bad = (
@@ -57,9 +64,14 @@ def main() -> int:
         + result["messages_lost"]
         + result["instructions_duplicated"]
         + result["instructions_lost"]
-        + result["details"]["final_state_wrong"]
+        + d["final_state_wrong"]
     )
-    return 1 if bad else 0
+    if d["shipments_pending"]:
+        console.print(
+            f"[yellow]{d['shipments_pending']} shipments still had work in flight when the budget ran "
+            "out: not proven either way (raise --budget).[/yellow]"
+        )
+    return 1 if bad or d["shipments_pending"] else 0
 
 
 if __name__ == "__main__":

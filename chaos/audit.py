@@ -11,7 +11,7 @@ worker catches up after a kill (workflows/notify_policy.still_true), so they are
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 MessageKey = tuple[str, str, str]  # (shipment_id, purpose, channel)
@@ -57,32 +57,46 @@ def expected_messages(journeys: Iterable[JourneyFacts]) -> tuple[Counter[Message
 
 
 def count_messages(
-    required: Mapping[MessageKey, int], allowed: Mapping[MessageKey, int], sent: Iterable[MessageKey]
+    required: Mapping[MessageKey, int],
+    allowed: Mapping[MessageKey, int],
+    sent: Iterable[MessageKey],
+    pending: Collection[str] = (),
 ) -> dict[str, int]:
+    """`pending`: shipment ids whose workflow still had work in flight when the audit ran (an
+    activity waiting for its retry, an unprocessed workflow task). A required message missing
+    there is counted as pending, not lost: the run ended before it could be sent."""
     actual = Counter(sent)
+    waiting = set(pending)
     expected_n = sum(required.values())
     delivered = sum(min(actual.get(k, 0), n) for k, n in required.items())
-    lost = sum(max(0, n - actual.get(k, 0)) for k, n in required.items())
+    missing = {k: max(0, n - actual.get(k, 0)) for k, n in required.items()}
+    lost = sum(n for k, n in missing.items() if k[0] not in waiting)
     duplicated = sum(max(0, n - max(allowed.get(k, 1), required.get(k, 0), 1)) for k, n in actual.items())
     return {
         "messages_expected": expected_n,
         "messages_sent": delivered,
         "messages_duplicated": duplicated,
         "messages_lost": lost,
+        "messages_pending": sum(n for k, n in missing.items() if k[0] in waiting),
         "messages_total_rows": sum(actual.values()),
     }
 
 
-def count_instructions(expected: Iterable[str], received: Iterable[str]) -> dict[str, int]:
+def count_instructions(
+    expected: Iterable[str], received: Iterable[str], pending: Collection[str] = ()
+) -> dict[str, int]:
     """`expected`: tracking numbers whose customer decided; `received`: the tracking number of
-    every instruction the carrier accepted (one entry per accepted request)."""
+    every instruction the carrier accepted (one entry per accepted request); `pending`: tracking
+    numbers whose workflow still had work in flight (a missing instruction there is pending)."""
     want = set(expected)
     got = Counter(received)
+    waiting = set(pending)
     return {
         "instructions_expected": len(want),
         "instructions_received": sum(1 for t in want if got.get(t, 0) >= 1),
         "instructions_duplicated": sum(n - 1 for n in got.values() if n > 1),
-        "instructions_lost": sum(1 for t in want if got.get(t, 0) == 0),
+        "instructions_lost": sum(1 for t in want if got.get(t, 0) == 0 and t not in waiting),
+        "instructions_pending": sum(1 for t in want if got.get(t, 0) == 0 and t in waiting),
         "instructions_unexpected": sum(n for t, n in got.items() if t not in want),
     }
 

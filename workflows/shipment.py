@@ -83,6 +83,10 @@ MAX_SEEN_KEYS = 500
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2), maximum_attempts=8)
 CARRIER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5), maximum_attempts=10)
 STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+# Provider and carrier activities heartbeat (activities/heartbeat.py): an attempt lost with its
+# worker is retried after this, not after its whole start-to-close timeout. Activity options are
+# not part of replay, so histories recorded without it still replay.
+HEARTBEAT = timedelta(seconds=10)
 
 
 @workflow.defn
@@ -613,6 +617,7 @@ class ShipmentWorkflow:
                 result_type=SendNotificationResult,
                 task_queue=self._notify_queue or None,
                 start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=HEARTBEAT,
                 retry_policy=SEND_RETRY,
             )
         except ActivityError as err:
@@ -691,7 +696,7 @@ class ShipmentWorkflow:
         try:
             result: InstructionResult = await workflow.execute_activity(
                 SEND_CARRIER_INSTRUCTION, inp, result_type=InstructionResult,
-                start_to_close_timeout=timedelta(seconds=90), retry_policy=CARRIER_RETRY,
+                start_to_close_timeout=timedelta(seconds=90), heartbeat_timeout=HEARTBEAT, retry_policy=CARRIER_RETRY,
             )
         except ActivityError as err:
             step = ndr.record_instruction_failure(case, seq, str(err.cause or err), workflow.now())
@@ -712,7 +717,7 @@ class ShipmentWorkflow:
         try:
             await workflow.execute_activity(
                 EMAIL_CARRIER_OPS, EmailCarrierOpsInput(instruction=inp, why=why), result_type=InstructionResult,
-                start_to_close_timeout=timedelta(seconds=60), retry_policy=SEND_RETRY,
+                start_to_close_timeout=timedelta(seconds=60), heartbeat_timeout=HEARTBEAT, retry_policy=SEND_RETRY,
             )
         except ActivityError:
             workflow.logger.warning("could not email the carrier's operations desk")

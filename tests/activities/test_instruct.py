@@ -235,3 +235,31 @@ async def test_email_fallback_is_sent_once(engine):
     assert len(sent) == 1 and sent[0][0] == "ndr-desk@carrier.example" and "AWB123" in sent[0][1]
     with Session(engine) as s:
         assert store.get_instruction(s, idempotency_key="shp_01:ndr1:1:email").status == "emailed"
+
+
+async def test_the_activities_heartbeat_while_the_carrier_is_slow(engine, monkeypatch):
+    # Heartbeats let the server retry a dead worker's attempt after the (short) heartbeat
+    # timeout; they must keep coming while one long HTTP call runs, not only between steps.
+    import asyncio
+
+    from activities import heartbeat
+
+    monkeypatch.setattr(heartbeat, "BEAT_EVERY_S", 0.02)
+
+    async def slow(req: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.3)
+        return httpx.Response(200, json={"reference": "GEN-1", "status": "accepted"})
+
+    acts = InstructActivities(
+        engine, settings(), lambda: httpx.AsyncClient(transport=httpx.MockTransport(slow))
+    )
+    beats: list[tuple] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(details)
+    result = await env.run(acts.send_carrier_instruction, instruction_input("generic"))
+    assert result.status == "accepted"
+    assert len(beats) >= 5
+    before = len(beats)
+    await env.run(acts.email_carrier_ops, EmailCarrierOpsInput(instruction=instruction_input("generic"), why="x"))
+    await asyncio.sleep(0.1)
+    assert len(beats) - before <= 2  # stops with the activity

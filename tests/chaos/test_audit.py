@@ -75,8 +75,22 @@ def test_instructions_duplicate_loss_and_unexpected():
         "instructions_received": 2,
         "instructions_duplicated": 1,
         "instructions_lost": 1,
+        "instructions_pending": 0,
         "instructions_unexpected": 1,
     }
+
+
+def test_missing_work_of_a_shipment_still_in_flight_is_pending_not_lost():
+    required, allowed = expected_messages(JOURNEYS)
+    sent = [("S1", "delivered", "whatsapp"), ("S2", "delivered", "sms")]  # S2's ndr_ask missing
+    out = count_messages(required, allowed, sent, pending={"S2"})
+    assert (out["messages_lost"], out["messages_pending"]) == (0, 1)
+    out = count_messages(required, allowed, sent, pending={"S1"})
+    assert (out["messages_lost"], out["messages_pending"]) == (1, 0)
+    ins = count_instructions(["T1", "T2"], ["T1"], pending={"T2"})
+    assert (ins["instructions_lost"], ins["instructions_pending"]) == (0, 1)
+    ins = count_instructions(["T1", "T2"], ["T1"], pending={"T1"})
+    assert (ins["instructions_lost"], ins["instructions_pending"]) == (1, 0)
 
 
 def test_wrong_final_states():
@@ -84,3 +98,14 @@ def test_wrong_final_states():
         {"T1": "delivered", "T2": "delivered"}, {"T1": "delivered", "T2": "out_for_delivery"}
     ) == {"T2": "out_for_delivery"}
     assert wrong_final_states({"T3": "delivered"}, {}) == {"T3": "missing"}
+
+
+def test_plan_fits_the_requested_shipments_in_the_budget_or_as_many_as_the_stack_takes():
+    from chaos.run import DRAIN_S, MARGIN_S, STARTUP_S, plan_shipments
+
+    plan = plan_shipments(1000, 600.0, max_rate=2.5)
+    assert plan.shipments == 1000
+    assert STARTUP_S + plan.load_s + DRAIN_S + MARGIN_S <= 600.0
+    short = plan_shipments(1000, 300.0, max_rate=2.5)
+    assert short.rate == 2.5 and 0 < short.shipments < 1000
+    assert STARTUP_S + short.load_s + DRAIN_S + MARGIN_S <= 300.0 + 1e-6

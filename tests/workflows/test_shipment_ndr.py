@@ -19,10 +19,12 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.events import normalise_time
+from domain.instructions import EMAIL_CARRIER_OPS, SEND_CARRIER_INSTRUCTION
 from tests.workflows.fakes import Fakes, ev, new_id, start, worker
 from workflows import search
 from workflows.messages import (
     CUSTOMER_REPLY,
+    SEND_NOTIFICATION,
     CarrierEventsInput,
     CustomerReplyInput,
     CustomerReplyResult,
@@ -432,3 +434,26 @@ async def test_stop_in_the_conversation_is_an_opt_out_not_a_cancellation(time_en
         st = await until(h, lambda s: case(s)["state"] == "instructed")
         assert {n["channel"] for n in sent(st, "ndr_reminder")} == {"email"}
         assert [i.instruction.action for i in fakes.instructions] == ["reattempt"]
+
+
+async def test_provider_and_carrier_activities_heartbeat_so_a_dead_workers_attempt_comes_back_in_seconds(
+    time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    # A SIGKILLed worker's running attempt is retried only when a timeout runs out: without a
+    # heartbeat timeout that is the whole start-to-close (60-90 s) of each send and instruction.
+    fakes = Fakes(carrier_result=lambda inp: "rejected")  # rejected: the operations email runs too
+    async with worker(time_env.client, task_queue, fakes):
+        await clock_to(time_env, 10, 0)
+        h = await start(time_env.client, task_queue, new_id(), timezone=TZ)
+        await failed_delivery(time_env, h, "f1")
+        await until(h, lambda s: len(sent(s, "ndr_ask")) == 1)
+        await reply(time_env, h, kind="choice", action="reattempt", text="1", message_id="SM1")
+        await eventually(lambda: bool(fakes.emails))
+        scheduled: dict[str, set[float]] = {}
+        async for e in h.fetch_history_events():
+            if e.HasField("activity_task_scheduled_event_attributes"):
+                a = e.activity_task_scheduled_event_attributes
+                scheduled.setdefault(a.activity_type.name, set()).add(a.heartbeat_timeout.ToTimedelta().total_seconds())
+    assert scheduled[SEND_NOTIFICATION] == {10.0}
+    assert scheduled[SEND_CARRIER_INSTRUCTION] == {10.0}
+    assert scheduled[EMAIL_CARRIER_OPS] == {10.0}
