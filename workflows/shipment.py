@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         OPEN_REPLY_ROUTE,
         RECORD_ATTENTION,
         SEND_NOTIFICATION,
+        SEND_NOTIFICATION_INLINE,
         SYNC_READ_MODEL,
         AgentActionInput,
         AgentActionResult,
@@ -60,6 +61,8 @@ with workflow.unsafe.imports_passed_through():
         CloseReplyRouteInput,
         CustomerReplyInput,
         CustomerReplyResult,
+        InlineSendInput,
+        InlineSendResult,
         NotificationStatusInput,
         OpenReplyRouteInput,
         OpenReplyRouteResult,
@@ -101,6 +104,10 @@ class ShipmentWorkflow:
         # not written again (each write is a history event).
         self._published: dict[str, Any] = {}
         self._synced: tuple[Any, ...] | None = None
+        # PATCH_FEWER_EVENTS: decided once per run (see `run`).
+        self._lean = False
+        self._notify_inline = False
+        self._closed_routes: set[int] = set()
 
     # ---- messages -----------------------------------------------------------------------
     @workflow.signal
@@ -195,6 +202,12 @@ class ShipmentWorkflow:
             self.state = inp.state
         st = self._st(inp.shipment_id)
         self._notify_queue = inp.notify_task_queue
+        # Every change that shortens a journey's history sits behind this one patch (one marker
+        # event per run); histories recorded before it replay the old way.
+        self._lean = workflow.patched(PATCH_FEWER_EVENTS)
+        self._notify_inline = self._lean and inp.notify_inline
+        if self._lean:
+            self._seed_published(fresh=inp.state is None)
         if st.registered_at is None:
             st.registered_at = normalise_time(workflow.now())
         grace = timedelta(seconds=inp.completion_grace_seconds)
@@ -606,17 +619,19 @@ class ShipmentWorkflow:
             self._dirty = True
             return
         inp = SendNotificationInput(shipment_id=st.shipment_id, purpose=purpose, occurrence=occurrence, channel=channel, context=context)
-        try:
-            result: SendNotificationResult = await workflow.execute_activity(
-                SEND_NOTIFICATION,
-                inp,
-                result_type=SendNotificationResult,
-                task_queue=self._notify_queue or None,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=SEND_RETRY,
-            )
-        except ActivityError as err:
-            result = SendNotificationResult(key=inp.key, channel=channel, status="failed", error_code="activity_failed", reason=str(err.cause or err))
+        result = await self._send_inline(inp) if self._notify_inline else None
+        if result is None:
+            try:
+                result = await workflow.execute_activity(
+                    SEND_NOTIFICATION,
+                    inp,
+                    result_type=SendNotificationResult,
+                    task_queue=self._notify_queue or None,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=SEND_RETRY,
+                )
+            except ActivityError as err:
+                result = SendNotificationResult(key=inp.key, channel=channel, status="failed", error_code="activity_failed", reason=str(err.cause or err))
         rec = {
             "key": result.key,
             "channel": channel,
@@ -639,6 +654,36 @@ class ShipmentWorkflow:
         if notify.is_failure(result.status):
             rec["fell_back"] = True
             await self._fallback(result.key)
+
+    async def _send_inline(self, inp: SendNotificationInput) -> SendNotificationResult | None:
+        """Send inside this workflow task: a local activity is one marker event, where a regular
+        activity costs its own three plus the three of the workflow task its completion wakes.
+
+        It runs the same `send_sync` as the queue's activity (one exactly-once row per key) and
+        sends only a fresh row while the provider budget shared with the notify queue has room
+        (store/send_budget.py). None means "not sent here": no budget, a row an earlier attempt
+        touched, a provider 429/5xx, or this local activity failed or timed out. The caller then
+        schedules the regular activity on the rate-limited notify queue with the same key, which
+        returns a recorded result, waits out an attempt in flight, or reconciles before sending:
+        whatever happened here, the customer gets the message once.
+
+        No retries here (a retry policy would hold the workflow task; the queue retries with
+        backoff). The read-model write this workflow task would make anyway rides along."""
+        sync_key, sync = self._read_model_update(closed=False)
+        ride = sync if sync_key != self._synced else None
+        try:
+            out: InlineSendResult = await workflow.execute_local_activity(
+                SEND_NOTIFICATION_INLINE,
+                InlineSendInput(send=inp, budget=self._notify_queue, sync=ride),
+                result_type=InlineSendResult,
+                start_to_close_timeout=INLINE_SEND_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError:
+            return None
+        if ride is not None and out.synced:
+            self._synced = sync_key
+        return out.result
 
     async def _fallback(self, key: str) -> None:
         st = self._st()
@@ -729,10 +774,13 @@ class ShipmentWorkflow:
         """Replies find their case through the store: opened when we ask, closed when we stop waiting."""
         st = self._st()
         if not open:
+            if self._lean and attempt in self._closed_routes:
+                return  # closed earlier in this run (carrier acted, then delivered): a no-op write
             await workflow.execute_local_activity(
                 CLOSE_REPLY_ROUTE, CloseReplyRouteInput(shipment_id=st.shipment_id, attempt=attempt),
                 result_type=int, start_to_close_timeout=SHORT, retry_policy=STORE_RETRY,
             )
+            self._closed_routes.add(attempt)
             return
         route: OpenReplyRouteResult = await workflow.execute_local_activity(
             OPEN_REPLY_ROUTE, OpenReplyRouteInput(shipment_id=st.shipment_id, attempt=attempt),
@@ -781,28 +829,43 @@ class ShipmentWorkflow:
             self._published.update({u.key.name: u.value for u in changed})
 
     async def _sync_read_model(self, *, closed: bool) -> None:
-        st = self._st()
-        case = ndr.current_case(st.ndr_cases)
-        # last_event_at is written by the API as events arrive; the workflow syncs what only it
-        # knows, and only when it changed.
-        synced = (st.status, case.state if case else None, st.needs_attention, st.attention_reason, closed)
+        synced, update = self._read_model_update(closed=closed)
         if synced == self._synced:
             return
         self._synced = synced
         await workflow.execute_local_activity(
             SYNC_READ_MODEL,
-            SyncReadModelInput(
-                shipment_id=st.shipment_id,
-                status=st.status,
-                last_event_at=st.last_event_at,
-                ndr_state=case.state if case else None,
-                needs_attention=st.needs_attention,
-                attention_reason=st.attention_reason,
-                closed=closed,
-            ),
+            update,
             start_to_close_timeout=SHORT,
             retry_policy=STORE_RETRY,
         )
+
+    def _read_model_update(self, *, closed: bool) -> tuple[tuple[Any, ...], SyncReadModelInput]:
+        st = self._st()
+        case = ndr.current_case(st.ndr_cases)
+        # last_event_at is written by the API as events arrive; the workflow syncs what only it
+        # knows, and only when it changed.
+        synced = (st.status, case.state if case else None, st.needs_attention, st.attention_reason, closed)
+        return synced, SyncReadModelInput(
+            shipment_id=st.shipment_id,
+            status=st.status,
+            last_event_at=st.last_event_at,
+            ndr_state=case.state if case else None,
+            needs_attention=st.needs_attention,
+            attention_reason=st.attention_reason,
+            closed=closed,
+        )
+
+    def _seed_published(self, *, fresh: bool) -> None:
+        """Start from what is already written, so the first workflow task writes only changes:
+        the search attributes the API set when it started the workflow (workflow.info() holds
+        them, deterministically), and for a first run the read-model row the registration
+        inserted (store.models.Shipment defaults: created, no case, no attention, open)."""
+        attrs = workflow.info().typed_search_attributes
+        for key in search.ALL_KEYS:
+            self._published[key.name] = attrs.get(key)  # None: not set, the same as unset
+        if fresh:
+            self._synced = ("created", None, False, None, False)
 
     def _should_continue_as_new(self, inp: ShipmentWorkflowInput) -> bool:
         info = workflow.info()
@@ -828,6 +891,14 @@ ATTN_STALE = "no_tracking_update"
 ATTN_CHANNELS = "channels_failed"
 WHATSAPP_OUTSIDE_SESSION = "63016"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
+
+# Fewer history events per journey (issue 7, docs/performance.md): notifications sent inline as a
+# local activity carrying the read-model write, no re-write of what the start or an earlier
+# workflow task already wrote. Histories recorded before this change replay the old way.
+PATCH_FEWER_EVENTS = "fewer-events-inline-notify"
+# Longer than a provider call (Twilio/SendGrid timeouts: 10 s) plus the store; past it the queue
+# takes over and the row's lease keeps the two from both sending.
+INLINE_SEND_TIMEOUT = timedelta(seconds=20)
 
 # Reminders stop once the customer answered. Histories recorded before this change replay the old way.
 PATCH_NO_REMINDER_AFTER_AN_ANSWER = "ndr-no-reminder-after-an-answer"
