@@ -125,6 +125,7 @@ class NotifyActivities:
         ndr_settings: NdrSettings | None = None,
         *,
         budget_name: str | None = None,
+        routes: Any = None,
     ) -> None:
         self.engine = engine
         self.settings = (
@@ -134,6 +135,9 @@ class NotifyActivities:
         self.ndr_settings = ndr_settings or NdrSettings()
         # The shared provider budget (store/send_budget.py) is named after the notify queue.
         self.budget_name = budget_name or self.settings.notify_task_queue
+        # activities.ndr_routes.NdrRouteActivities: the inline send writes the workflow task's
+        # reply routes first (the main worker passes it; the notify worker never gets routes).
+        self.routes = routes
 
     @activity.defn(name=SEND_NOTIFICATION)
     async def send_notification(self, inp: SendNotificationInput) -> SendNotificationResult:
@@ -143,23 +147,35 @@ class NotifyActivities:
     @activity.defn(name=SEND_NOTIFICATION_INLINE)
     def send_notification_inline(self, inp: InlineSendInput) -> InlineSendResult:
         """Local activity (main worker, no retries): the read-model write the workflow task also
-        had to make, then the send if it can go now. Declining is always safe: the row is left
-        for the notify queue's activity, which applies every exactly-once rule."""
-        synced = False
+        had to make (reply routes, then the read model), then the send if it can go now.
+        Declining is always safe: the row is left for the notify queue's activity, which applies
+        every exactly-once rule. The store writes are idempotent (absolute values, open/close
+        by case), so a failed local activity that the workflow follows with the separate writes
+        does no harm."""
+        out = InlineSendResult(result=None)
+        if inp.open_routes or inp.close_routes:
+            if self.routes is None:
+                raise ApplicationError("no reply-route writer on this worker", non_retryable=True)
+            out.routes = [self.routes.open_reply_route(r) for r in inp.open_routes]
+            for r in inp.close_routes:
+                self.routes.close_reply_route(r)
+            out.routes_written = True
+            _fill_case_ref(inp, out)
         if inp.sync is not None:
             write_read_model(self.engine, inp.sync)
-            synced = True
+            out.synced = True
         if not self.settings.notify_inline:
-            return InlineSendResult(result=None, why_not="inline sends are off", synced=synced)
+            out.why_not = "inline sends are off"
+            return out
         try:
-            result = self.send_sync(inp.send, inline_budget=inp.budget or self.budget_name)
+            out.result = self.send_sync(inp.send, inline_budget=inp.budget or self.budget_name)
         except NotInline as why:
-            return InlineSendResult(result=None, why_not=str(why), synced=synced)
+            out.why_not = str(why)
         except ApplicationError as err:
             # 429, 5xx, network: the row is released or marked unknown by `_failed`; the queue's
             # activity retries with backoff (and reconciles first when it may have been sent).
-            return InlineSendResult(result=None, why_not=str(err)[:300], synced=synced)
-        return InlineSendResult(result=result, synced=synced)
+            out.why_not = str(err)[:300]
+        return out
 
     @activity.defn(name=GET_NOTIFY_POLICY)
     async def get_notify_policy(self, merchant_id: str) -> MerchantPolicy:
@@ -468,6 +484,17 @@ def base_context(shipment: Shipment, policy: MerchantPolicy, public_base_url: st
         "currency": shipment.payment_currency,
         "expected_date": shipment.promised_delivery_date,
     }
+
+
+def _fill_case_ref(inp: InlineSendInput, out: InlineSendResult) -> None:
+    """A message about a case whose route opened in this same call carries the case's reference,
+    as it would had the route opened in a call of its own first (the workflow fills its copy)."""
+    ctx = inp.send.context
+    if not ctx or ctx.get("case_ref"):
+        return
+    for opened, route in zip(inp.open_routes, out.routes, strict=True):
+        if opened.attempt == ctx.get("ndr_attempt") and route.ref:
+            ctx["case_ref"] = route.ref
 
 
 def _retryable(err: ChannelError, stage: str) -> ApplicationError:

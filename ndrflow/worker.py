@@ -53,7 +53,7 @@ def all_activities(settings: Settings, engine: Engine, carrier_settings: Any = N
     )
     attention = AttentionActivities(engine)
     # Same settings as build_notify_worker: the same secret signs links whichever path sends.
-    notify = NotifyActivities(engine, ChannelSettings.from_settings(settings))
+    notify = NotifyActivities(engine, ChannelSettings.from_settings(settings), routes=routes)
     return [
         readmodel.sync_read_model,
         instruct.send_carrier_instruction,

@@ -168,6 +168,9 @@ class InlineSendInput:
     # A read-model write due in the same workflow task, done in the same local activity (one
     # history event instead of two). Written before the send, whatever the send's outcome.
     sync: SyncReadModelInput | None = None
+    # Reply-route writes of the same workflow task (opened before the message that may name them).
+    open_routes: list[OpenReplyRouteInput] = field(default_factory=list)
+    close_routes: list[CloseReplyRouteInput] = field(default_factory=list)
 
 
 @dataclass
@@ -177,6 +180,8 @@ class InlineSendResult:
     result: SendNotificationResult | None
     why_not: str = ""
     synced: bool = False
+    routes_written: bool = False
+    routes: list[OpenReplyRouteResult] = field(default_factory=list)  # one per open_routes entry
 
 
 @dataclass

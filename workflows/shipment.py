@@ -108,6 +108,8 @@ class ShipmentWorkflow:
         self._lean = False
         self._notify_inline = False
         self._closed_routes: set[int] = set()
+        # Reply-route writes waiting to ride with this workflow task's next inline send.
+        self._route_ops: list[tuple[int, bool]] = []
 
     # ---- messages -----------------------------------------------------------------------
     @workflow.signal
@@ -572,6 +574,7 @@ class ShipmentWorkflow:
                 await self._reply_route(**args)
             elif kind == "poll":
                 await self._poll()
+        await self._flush_routes()
 
     async def _notify(self, purpose: str, occurrence: str, case_attempt: int | None = None, prefer: str | None = None, rotate: int = 0) -> None:
         st = self._st()
@@ -619,19 +622,19 @@ class ShipmentWorkflow:
             self._dirty = True
             return
         inp = SendNotificationInput(shipment_id=st.shipment_id, purpose=purpose, occurrence=occurrence, channel=channel, context=context)
-        result = await self._send_inline(inp) if self._notify_inline else None
-        if result is None:
-            try:
-                result = await workflow.execute_activity(
-                    SEND_NOTIFICATION,
-                    inp,
-                    result_type=SendNotificationResult,
-                    task_queue=self._notify_queue or None,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=SEND_RETRY,
-                )
-            except ActivityError as err:
-                result = SendNotificationResult(key=inp.key, channel=channel, status="failed", error_code="activity_failed", reason=str(err.cause or err))
+        # Inline first (one history event); None -> the rate-limited notify queue, same key.
+        sent_inline = await self._send_inline(inp) if self._notify_inline else None
+        try:
+            result: SendNotificationResult = sent_inline or await workflow.execute_activity(
+                SEND_NOTIFICATION,
+                inp,
+                result_type=SendNotificationResult,
+                task_queue=self._notify_queue or None,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=SEND_RETRY,
+            )
+        except ActivityError as err:
+            result = SendNotificationResult(key=inp.key, channel=channel, status="failed", error_code="activity_failed", reason=str(err.cause or err))
         rec = {
             "key": result.key,
             "channel": channel,
@@ -669,20 +672,37 @@ class ShipmentWorkflow:
 
         No retries here (a retry policy would hold the workflow task; the queue retries with
         backoff). The read-model write this workflow task would make anyway rides along."""
+        st = self._st()
         sync_key, sync = self._read_model_update(closed=False)
         ride = sync if sync_key != self._synced else None
+        ops = list(self._route_ops)
         try:
             out: InlineSendResult = await workflow.execute_local_activity(
                 SEND_NOTIFICATION_INLINE,
-                InlineSendInput(send=inp, budget=self._notify_queue, sync=ride),
+                InlineSendInput(
+                    send=inp, budget=self._notify_queue, sync=ride,
+                    open_routes=[OpenReplyRouteInput(shipment_id=st.shipment_id, attempt=a) for a, o in ops if o],
+                    close_routes=[CloseReplyRouteInput(shipment_id=st.shipment_id, attempt=a) for a, o in ops if not o],
+                ),
                 result_type=InlineSendResult,
                 start_to_close_timeout=INLINE_SEND_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
         except ActivityError:
+            # Nothing it did counts: the routes are written now (before the queue sends a message
+            # that may name one; idempotent), the read model at the end of the workflow task.
+            await self._flush_routes()
             return None
+        # The store writes ran before the send, whatever became of the send.
         if ride is not None and out.synced:
             self._synced = sync_key
+        if out.routes_written:
+            self._route_ops = self._route_ops[len(ops):]
+            for (attempt, _), route in zip([op for op in ops if op[1]], out.routes, strict=True):
+                self._route_opened(attempt, route)
+                if route.ref and inp.context.get("ndr_attempt") == attempt and not inp.context.get("case_ref"):
+                    inp.context["case_ref"] = route.ref  # what the activity sent (activities/notify.py _fill_case_ref)
+            self._closed_routes.update(a for a, o in ops if not o)
         return out.result
 
     async def _fallback(self, key: str) -> None:
@@ -772,10 +792,24 @@ class ShipmentWorkflow:
 
     async def _reply_route(self, attempt: int, open: bool) -> None:
         """Replies find their case through the store: opened when we ask, closed when we stop waiting."""
+        if self._lean and not open and (attempt in self._closed_routes or (attempt, False) in self._route_ops):
+            return  # closed earlier in this run (carrier acted, then delivered): a no-op write
+        if self._notify_inline:
+            # Written by this workflow task's next inline send, in the same local activity and
+            # before the message (which may carry the route's reference), or by _flush_routes at
+            # the end of the effects, or before a send that has to go through the queue.
+            self._route_ops.append((attempt, open))
+            return
+        await self._reply_route_now(attempt, open)
+
+    async def _flush_routes(self) -> None:
+        ops, self._route_ops = self._route_ops, []
+        for attempt, open in ops:
+            await self._reply_route_now(attempt, open)
+
+    async def _reply_route_now(self, attempt: int, open: bool) -> None:
         st = self._st()
         if not open:
-            if self._lean and attempt in self._closed_routes:
-                return  # closed earlier in this run (carrier acted, then delivered): a no-op write
             await workflow.execute_local_activity(
                 CLOSE_REPLY_ROUTE, CloseReplyRouteInput(shipment_id=st.shipment_id, attempt=attempt),
                 result_type=int, start_to_close_timeout=SHORT, retry_policy=STORE_RETRY,
@@ -786,6 +820,10 @@ class ShipmentWorkflow:
             OPEN_REPLY_ROUTE, OpenReplyRouteInput(shipment_id=st.shipment_id, attempt=attempt),
             result_type=OpenReplyRouteResult, start_to_close_timeout=SHORT, retry_policy=STORE_RETRY,
         )
+        self._route_opened(attempt, route)
+
+    def _route_opened(self, attempt: int, route: OpenReplyRouteResult) -> None:
+        st = self._st()
         case = ndr.find_case(st.ndr_cases, attempt)
         if route.ref and case is not None and not case.ref:
             case.ref = route.ref

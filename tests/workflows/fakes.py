@@ -89,18 +89,23 @@ class Fakes:
 
     @activity.defn(name=SEND_NOTIFICATION_INLINE)
     def send_inline(self, inp: InlineSendInput) -> InlineSendResult:
-        if inp.sync is not None:
-            self.read_model.append(inp.sync)
         self.attempts.append(("inline", inp.send.key))
         mode = self.inline_mode(inp.send)
-        if mode == "decline":
-            return InlineSendResult(result=None, why_not="budget", synced=inp.sync is not None)
         if mode == "error":
             raise ApplicationError("store unavailable")
-        result = self._deliver(inp.send)
+        out = InlineSendResult(result=None, synced=inp.sync is not None, routes_written=bool(inp.open_routes or inp.close_routes))
+        out.routes = [self.open_route(r) for r in inp.open_routes]
+        for r in inp.close_routes:
+            self.close_route(r)
+        if inp.sync is not None:
+            self.read_model.append(inp.sync)
+        if mode == "decline":
+            out.why_not = "budget"
+            return out
+        out.result = self._deliver(inp.send)
         if mode == "send_then_error":
             raise ApplicationError("worker lost after the provider took the message")
-        return InlineSendResult(result=result, synced=inp.sync is not None)
+        return out
 
     @activity.defn(name=SEND_CARRIER_INSTRUCTION)
     def instruct(self, inp: SendInstructionInput) -> InstructionResult:
