@@ -24,7 +24,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from domain.events import CarrierEvent, normalise_time
@@ -688,7 +688,11 @@ class ShipmentWorkflow:
                 start_to_close_timeout=INLINE_SEND_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
-        except ActivityError:
+        except FailureError as err:
+            # A local activity's failure or timeout arrives as ActivityError or as its bare cause
+            # (ApplicationError, TimeoutError), depending on the path through the SDK.
+            if isinstance(err, CancelledError):
+                raise
             # Nothing it did counts: the routes are written now (before the queue sends a message
             # that may name one; idempotent), the read model at the end of the workflow task.
             await self._flush_routes()
@@ -862,6 +866,11 @@ class ShipmentWorkflow:
         st = self._st()
         st.timeline.sort(key=lambda t: t.at)
         changed = [u for u in search.updates_for(st) if self._published.get(u.key.name, _UNSET) != u.value]
+        if self._lean and all(u.key.name == search.LAST_EVENT_AT.name for u in changed):
+            # A scan that changes nothing but the time (the 2nd..nth in_transit) is not worth an
+            # event: LastEventAt goes out with the next real change, and the agents' list shows
+            # the store's shipments.last_event_at, which the API keeps at the newest scan.
+            changed = []
         if changed:
             workflow.upsert_search_attributes(changed)
             self._published.update({u.key.name: u.value for u in changed})
