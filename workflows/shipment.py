@@ -757,8 +757,9 @@ class ShipmentWorkflow:
             instruction=instruction,
         )
         now_iso = normalise_time(workflow.now())
+        inline = await self._instruct_inline(inp) if self._lean else None  # None -> the activity below
         try:
-            result: InstructionResult = await workflow.execute_activity(
+            result: InstructionResult = inline or await workflow.execute_activity(
                 SEND_CARRIER_INSTRUCTION, inp, result_type=InstructionResult,
                 start_to_close_timeout=timedelta(seconds=90), retry_policy=CARRIER_RETRY,
             )
@@ -775,6 +776,28 @@ class ShipmentWorkflow:
         self._after_step(step)
         if result.status != "accepted":
             await self._email_ops(inp, f"carrier answered {result.status}: {result.detail}")
+
+    async def _instruct_inline(self, inp: SendInstructionInput) -> InstructionResult | None:
+        """The carrier call inside this workflow task, as a local activity (1 history event where
+        the activity costs 3 plus the 3 of the workflow task its completion wakes).
+
+        One attempt, never retried here. On any failure or timeout the caller runs the regular
+        activity with CARRIER_RETRY and the same idempotency key, which is exactly a retry as
+        today: the carrier_instructions row returns an answer already recorded, a Delhivery
+        upload id already stored is followed up rather than resubmitted, and the carrier gets
+        the same key. The attempts never overlap: the activity is scheduled only after this one
+        has ended (an async local activity is cancelled at its timeout, which is longer than the
+        carrier HTTP timeout)."""
+        try:
+            result: InstructionResult = await workflow.execute_local_activity(
+                SEND_CARRIER_INSTRUCTION, inp, result_type=InstructionResult,
+                start_to_close_timeout=INLINE_INSTRUCT_TIMEOUT, retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except FailureError as err:
+            if isinstance(err, CancelledError):
+                raise
+            return None
+        return result
 
     async def _email_ops(self, inp: SendInstructionInput, why: str) -> None:
         """The carrier's operations desk gets the instruction by email when its API will not take it."""
@@ -946,6 +969,9 @@ PATCH_FEWER_EVENTS = "fewer-events-inline-notify"
 # Longer than a provider call (Twilio/SendGrid timeouts: 10 s) plus the store; past it the queue
 # takes over and the row's lease keeps the two from both sending.
 INLINE_SEND_TIMEOUT = timedelta(seconds=20)
+# Longer than a carrier HTTP call (10 s) and its store writes; a slower carrier (Delhivery's
+# upload polling) is finished by the regular activity, which follows the stored upload id up.
+INLINE_INSTRUCT_TIMEOUT = timedelta(seconds=25)
 
 # Reminders stop once the customer answered. Histories recorded before this change replay the old way.
 PATCH_NO_REMINDER_AFTER_AN_ANSWER = "ndr-no-reminder-after-an-answer"

@@ -6,6 +6,7 @@ sends and then fails (the worker died before the marker was recorded)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -183,3 +184,32 @@ async def test_a_declined_ndr_question_still_has_its_route_open_before_the_queue
             assert fakes.routes == [(st.shipment_id, 1, True)], mode
             assert [p for p, _ in fakes.attempts] == ["inline", "queue"], mode
             assert st.ndr_cases[0]["ref"] == "K7QM", mode
+
+
+@pytest.mark.parametrize("first", ["accepted", "down"])
+async def test_the_carrier_instruction_goes_inline_and_a_failed_try_is_retried_by_the_activity(
+    time_env: WorkflowEnvironment, task_queue: str, first: str
+) -> None:
+    from tests.workflows.test_shipment_ndr import clock_to, failed_delivery, reply
+
+    outcomes = [first]
+
+    def carrier(inp: Any) -> str:
+        return outcomes.pop(0) if outcomes else "accepted"
+
+    fakes = Fakes(carrier_result=carrier)
+    async with worker(time_env.client, task_queue, fakes):
+        await clock_to(time_env, 10, 0)
+        h = await begin(time_env.client, task_queue, timezone="Asia/Kolkata")
+        await failed_delivery(time_env, h, "f1")
+        await until(h, lambda s: any(n["purpose"] == "ndr_ask" for n in s.notifications))
+        await reply(time_env, h, kind="choice", action="reattempt", text="1", message_id="SM1")
+        await time_env.sleep(timedelta(minutes=5))  # room for the activity's retry backoff
+        st = await until(h, lambda s: s.ndr_cases[0]["state"] == "instructed")
+        assert len(fakes.instructions) == 1  # one instruction reached the carrier, whatever the path
+        scheduled, local = await history_counts(h)
+        if first == "accepted":
+            assert "send_carrier_instruction" not in scheduled and local.count("send_carrier_instruction") == 1
+        else:  # the inline try failed: the regular activity, same idempotency key
+            assert scheduled.count("send_carrier_instruction") == 1
+        assert st.ndr_cases[0]["instructions"][0]["status"] == "accepted"
