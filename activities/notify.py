@@ -61,7 +61,6 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.readmodel import write_read_model
 from api.tokens import case_url, make_case_token
 from channels.base import ChannelError, OutboundMessage
 from channels.registry import ChannelRegistry
@@ -152,6 +151,8 @@ class NotifyActivities:
         every exactly-once rule. The store writes are idempotent (absolute values, open/close
         by case), so a failed local activity that the workflow follows with the separate writes
         does no harm."""
+        from activities.readmodel import write_read_model
+
         out = InlineSendResult(result=None)
         if inp.open_routes or inp.close_routes:
             if self.routes is None:
