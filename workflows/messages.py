@@ -104,6 +104,8 @@ class ShipmentWorkflowInput:
     # Send inside the deciding workflow task (a local activity) while the shared send budget has
     # room, else on notify_task_queue (docs/performance.md). False: always the queue.
     notify_inline: bool = True
+    # The carrier instruction likewise: a local activity first, the regular activity on failure.
+    instruct_inline: bool = True
     state: ShipmentState | None = None  # set when continuing as new
 
 

@@ -107,6 +107,7 @@ class ShipmentWorkflow:
         # PATCH_FEWER_EVENTS: decided once per run (see `run`).
         self._lean = False
         self._notify_inline = False
+        self._instruct_inline_ok = False
         self._closed_routes: set[int] = set()
         # Reply-route writes waiting to ride with this workflow task's next inline send.
         self._route_ops: list[tuple[int, bool]] = []
@@ -208,6 +209,7 @@ class ShipmentWorkflow:
         # event per run); histories recorded before it replay the old way.
         self._lean = workflow.patched(PATCH_FEWER_EVENTS)
         self._notify_inline = self._lean and inp.notify_inline
+        self._instruct_inline_ok = self._lean and inp.instruct_inline
         if self._lean:
             self._seed_published(fresh=inp.state is None)
         if st.registered_at is None:
@@ -757,7 +759,7 @@ class ShipmentWorkflow:
             instruction=instruction,
         )
         now_iso = normalise_time(workflow.now())
-        inline = await self._instruct_inline(inp) if self._lean else None  # None -> the activity below
+        inline = await self._instruct_inline(inp) if self._instruct_inline_ok else None  # None -> the activity below
         try:
             result: InstructionResult = inline or await workflow.execute_activity(
                 SEND_CARRIER_INSTRUCTION, inp, result_type=InstructionResult,

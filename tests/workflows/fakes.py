@@ -174,10 +174,11 @@ def new_id() -> str:
 
 
 async def start(client: Client, task_queue: str, sid: str, *, policy: ShipmentPolicy | None = None,
-                grace_s: float = 3600, registered_at: str | None = None, **profile_kw: Any) -> WorkflowHandle[Any, Any]:
+                grace_s: float = 3600, registered_at: str | None = None, inline: bool = True, **profile_kw: Any) -> WorkflowHandle[Any, Any]:
+    """`inline=False`: messages and carrier instructions only as regular activities (queues)."""
     return await client.start_workflow(
         ShipmentWorkflow.run,
-        ShipmentWorkflowInput(shipment_id=sid, completion_grace_seconds=grace_s),
+        ShipmentWorkflowInput(shipment_id=sid, completion_grace_seconds=grace_s, notify_inline=inline, instruct_inline=inline),
         id=shipment_workflow_id(sid),
         task_queue=task_queue,
         start_signal="register",
