@@ -35,6 +35,15 @@ are recorded and RETURNED as status "failed" with error_code, not raised: the re
 workflow branches on (try the next channel), and a retry returns the same recorded result.
 21610 also records an opt-out. Skips (opted out, landline, no phone/email, no WhatsApp opt-in)
 return status "skipped" with the reason; the workflow may try the next channel too.
+
+Two ways in, one code path (`send_sync`). The workflow first tries `send_notification_inline`, a
+local activity inside the workflow task that decided the message (one history event instead of
+six, no queue hop); it sends only a fresh row ("pending": nothing can be in flight) and only while
+the provider budget shared by every process has room (store/send_budget.py). Anything else -- no
+budget, a row an earlier attempt touched, a 429/5xx/network error, any exception -- leaves the row
+as the rules above left it and the workflow sends through `send_notification` on the rate-limited
+notify queue, which reconciles and retries as described. The queue path debits the same budget,
+so inline sends only use what the queue leaves free (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -63,11 +72,15 @@ from domain.ndr_options import reattempt_window
 from ndrflow.ndr_settings import NdrSettings
 from store import ndr as ndr_store
 from store import notifications as ns
+from store import send_budget
 from store.models import Shipment
 from templates import ASKING_PURPOSES, TemplateContextError, render
 from workflows.messages import (
     GET_NOTIFY_POLICY,
     SEND_NOTIFICATION,
+    SEND_NOTIFICATION_INLINE,
+    InlineSendInput,
+    InlineSendResult,
     SendNotificationInput,
     SendNotificationResult,
 )
@@ -94,6 +107,10 @@ CARRIER_NAMES = {
 }
 
 
+class NotInline(Exception):
+    """The inline path declines this send (the reason is the message); the queue sends it."""
+
+
 class NotifyActivities:
     """Built once by the worker: `NotifyActivities(engine, settings)`; `settings` is a
     ChannelSettings or the app's ndrflow.config.Settings (converted with from_settings).
@@ -106,6 +123,9 @@ class NotifyActivities:
         settings: Any,
         registry: ChannelRegistry | None = None,
         ndr_settings: NdrSettings | None = None,
+        *,
+        budget_name: str | None = None,
+        routes: Any = None,
     ) -> None:
         self.engine = engine
         self.settings = (
@@ -113,6 +133,11 @@ class NotifyActivities:
         )
         self.registry = registry or ChannelRegistry(self.settings)
         self.ndr_settings = ndr_settings or NdrSettings()
+        # The shared provider budget (store/send_budget.py) is named after the notify queue.
+        self.budget_name = budget_name or self.settings.notify_task_queue
+        # activities.ndr_routes.NdrRouteActivities: the inline send writes the workflow task's
+        # reply routes first (the main worker passes it; the notify worker never gets routes).
+        self.routes = routes
 
     @activity.defn(name=SEND_NOTIFICATION)
     async def send_notification(self, inp: SendNotificationInput) -> SendNotificationResult:
@@ -121,6 +146,41 @@ class NotifyActivities:
         async with heartbeating():
             return await asyncio.to_thread(self.send_sync, inp)
 
+    @activity.defn(name=SEND_NOTIFICATION_INLINE)
+    def send_notification_inline(self, inp: InlineSendInput) -> InlineSendResult:
+        """Local activity (main worker, no retries): the read-model write the workflow task also
+        had to make (reply routes, then the read model), then the send if it can go now.
+        Declining is always safe: the row is left for the notify queue's activity, which applies
+        every exactly-once rule. The store writes are idempotent (absolute values, open/close
+        by case), so a failed local activity that the workflow follows with the separate writes
+        does no harm."""
+        from activities.readmodel import write_read_model
+
+        out = InlineSendResult(result=None)
+        if inp.open_routes or inp.close_routes:
+            if self.routes is None:
+                raise ApplicationError("no reply-route writer on this worker", non_retryable=True)
+            out.routes = [self.routes.open_reply_route(r) for r in inp.open_routes]
+            for r in inp.close_routes:
+                self.routes.close_reply_route(r)
+            out.routes_written = True
+            _fill_case_ref(inp, out)
+        if inp.sync is not None:
+            write_read_model(self.engine, inp.sync)
+            out.synced = True
+        if not self.settings.notify_inline:
+            out.why_not = "inline sends are off"
+            return out
+        try:
+            out.result = self.send_sync(inp.send, inline_budget=inp.budget or self.budget_name)
+        except NotInline as why:
+            out.why_not = str(why)
+        except ApplicationError as err:
+            # 429, 5xx, network: the row is released or marked unknown by `_failed`; the queue's
+            # activity retries with backoff (and reconciles first when it may have been sent).
+            out.why_not = str(err)[:300]
+        return out
+
     @activity.defn(name=GET_NOTIFY_POLICY)
     async def get_notify_policy(self, merchant_id: str) -> MerchantPolicy:
         """The merchant's notification policy, quiet hours resolved. Cheaper alternative: the
@@ -128,7 +188,10 @@ class NotifyActivities:
         return self.settings.policy_for(merchant_id)
 
     # ---- the work ------------------------------------------------------------------------
-    def send_sync(self, inp: SendNotificationInput) -> SendNotificationResult:
+    def send_sync(self, inp: SendNotificationInput, *, inline_budget: str | None = None) -> SendNotificationResult:
+        """`inline_budget`: called from the inline local activity; raises NotInline rather than
+        touch a row an earlier attempt left, or call the provider without a token from that
+        budget. Otherwise (the notify queue) the provider call is debited from the budget."""
         if inp.channel not in CHANNELS:
             raise ApplicationError(f"unknown channel {inp.channel!r}", type=INVALID_TYPE, non_retryable=True)
         key = inp.key
@@ -164,6 +227,10 @@ class NotifyActivities:
         row = ns.claim_notification(self.engine, **self._row_args(inp, provider_name, to)).row
         if row.status in ns.FINAL_SEND_STATUSES:
             return _result(row)
+        if inline_budget is not None and row.status != "pending":
+            # "sending"/"unknown": an earlier attempt (a crashed inline try, a queue attempt) may
+            # have reached the provider. Leases and reconciliation are the queue path's job.
+            raise NotInline(f"an earlier attempt left the row {row.status}")
         if row.status == "sending":
             started = row.attempt_started_at or row.created_at
             left = self.settings.notify_attempt_lease_seconds - (datetime.now(UTC) - started).total_seconds()
@@ -179,6 +246,13 @@ class NotifyActivities:
                 return done
             row = ns.get_notification(self.engine, key) or row
 
+        rate = self.settings.notify_max_per_second
+        if inline_budget is not None:
+            # One second of the queue's rate may go at once (the server's limiter bursts too).
+            if not send_budget.take(self.engine, inline_budget, rate=rate, burst=max(1.0, rate)):
+                raise NotInline("provider budget spent: the rate-limited queue sends it")
+        else:
+            send_budget.debit(self.engine, self.budget_name, rate=rate)
         attempt = ns.begin_attempt(self.engine, row, provider=provider_name, recipient=to)
         if attempt is None:
             now = ns.get_notification(self.engine, key)
@@ -379,10 +453,10 @@ def notify_worker(
     rate limits hold however many workers run."""
     from temporalio.worker import Worker
 
-    acts = NotifyActivities(engine, settings, registry)
+    acts = NotifyActivities(engine, settings, registry, budget_name=task_queue)
     return Worker(
         client,
-        task_queue=task_queue or acts.settings.notify_task_queue,
+        task_queue=acts.budget_name,
         activities=[acts.send_notification, acts.get_notify_policy],
         max_task_queue_activities_per_second=acts.settings.notify_max_per_second,
     )
@@ -414,6 +488,17 @@ def base_context(shipment: Shipment, policy: MerchantPolicy, public_base_url: st
         "currency": shipment.payment_currency,
         "expected_date": shipment.promised_delivery_date,
     }
+
+
+def _fill_case_ref(inp: InlineSendInput, out: InlineSendResult) -> None:
+    """A message about a case whose route opened in this same call carries the case's reference,
+    as it would had the route opened in a call of its own first (the workflow fills its copy)."""
+    ctx = inp.send.context
+    if not ctx or ctx.get("case_ref"):
+        return
+    for opened, route in zip(inp.open_routes, out.routes, strict=True):
+        if opened.attempt == ctx.get("ndr_attempt") and route.ref:
+            ctx["case_ref"] = route.ref
 
 
 def _retryable(err: ChannelError, stage: str) -> ApplicationError:

@@ -18,7 +18,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -204,7 +204,9 @@ def join_store(session: Session, executions: list[Any]) -> list[CaseItem]:
         row = rows.get(w.id)
         reason = attrs.get(search.ATTENTION_REASON)
         rec = records.get(sid)
-        last = attrs.get(search.LAST_EVENT_AT)
+        # Visibility's LastEventAt may lag by scans that changed nothing else (the workflow does
+        # not spend a history event on those); the API keeps the store's copy at the newest scan.
+        last = max((_aware(t) for t in (attrs.get(search.LAST_EVENT_AT), row.last_event_at if row else None) if t), default=None)
         items.append(
             CaseItem(
                 shipment_id=sid,
@@ -251,3 +253,8 @@ async def count_cases(client: Client, filters: CaseFilters) -> CaseCounts:
 
 def _iso(value: datetime | str) -> str:
     return value if isinstance(value, str) else value.isoformat()
+
+
+def _aware(t: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes; visibility's are aware."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

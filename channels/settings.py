@@ -97,6 +97,10 @@ class ChannelSettings(BaseSettings):
     # Worker(max_task_queue_activities_per_second=...) on notify_task_queue: provider rate limits
     # hold across any number of workers.
     notify_max_per_second: float = 10.0
+    # Send a notification inside the workflow task that decided it (a local activity: 1 history
+    # event instead of 6, no queue hop) while the budget shared with the queue above has room
+    # (store/send_budget.py); otherwise, and on any provider or local failure, the queue sends it.
+    notify_inline: bool = True
     notify_default_region: str = "IN"
     # An attempt "sending" for less than this may still be in flight on another worker: a
     # retry waits instead of reconciling. Longer than any provider timeout; shorter than the

@@ -38,14 +38,17 @@ def all_workflows() -> list[type]:
 
 def all_activities(settings: Settings, engine: Engine, carrier_settings: Any = None) -> list[Callable[..., Any]]:
     """Every activity callable the main worker registers (local activities included: a workflow
-    may only run a local activity its own worker registered). Message sends run on their own
-    rate-limited task queue: see `notify_worker`."""
+    may only run a local activity its own worker registered). Message sends run inline (a local
+    activity, while the shared send budget has room) or on their own rate-limited task queue:
+    see `notify_worker` and docs/performance.md."""
     from activities.attention import AttentionActivities
     from activities.instruct import InstructActivities
     from activities.ndr_routes import NdrRouteActivities
+    from activities.notify import NotifyActivities
     from activities.poll import PollActivities
     from activities.readmodel import ReadModelActivities
     from carriers.settings import CarrierSettings
+    from channels.settings import ChannelSettings
     from ndrflow.ndr_settings import get_ndr_settings
 
     carrier_settings = carrier_settings or CarrierSettings()
@@ -56,6 +59,8 @@ def all_activities(settings: Settings, engine: Engine, carrier_settings: Any = N
         engine, inbound_email_domain=get_ndr_settings().inbound_email_domain, reply_key_secret=settings.secret_key
     )
     attention = AttentionActivities(engine)
+    # Same settings as build_notify_worker: the same secret signs links whichever path sends.
+    notify = NotifyActivities(engine, ChannelSettings.from_settings(settings), routes=routes)
     return [
         readmodel.sync_read_model,
         instruct.send_carrier_instruction,
@@ -64,6 +69,7 @@ def all_activities(settings: Settings, engine: Engine, carrier_settings: Any = N
         routes.open_reply_route,
         routes.close_reply_route,
         attention.record_attention,
+        notify.send_notification_inline,
     ]
 
 

@@ -6,4 +6,5 @@ from store import (  # noqa: F401
     models,  # foundation: keys, shipments, carrier events, refusals
     ndr,  # issue 5: reply routing, inbound replies
     notifications,  # issue 3: notification log, opt-outs, outbox
+    send_budget,  # issue 7: provider send budget shared by inline and queued notifications
 )

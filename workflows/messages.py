@@ -101,6 +101,11 @@ class ShipmentWorkflowInput:
     completion_grace_seconds: float = 72 * 3600
     max_history_events: int = 2000
     notify_task_queue: str = ""  # provider sends run here (rate-limited worker); "" = the workflow's queue
+    # Send inside the deciding workflow task (a local activity) while the shared send budget has
+    # room, else on notify_task_queue (docs/performance.md). False: always the queue.
+    notify_inline: bool = True
+    # The carrier instruction likewise: a local activity first, the regular activity on failure.
+    instruct_inline: bool = True
     state: ShipmentState | None = None  # set when continuing as new
 
 
@@ -150,6 +155,35 @@ class SendNotificationResult:
     error_code: str | None = None
     reason: str | None = None
     provider: str | None = None  # twilio_sms | twilio_whatsapp | sendgrid_email | outbox
+
+
+# The same send as a local activity on the workflow's worker, inside the workflow task that
+# decided it (activities/notify.py `send_notification_inline`; why: docs/performance.md).
+SEND_NOTIFICATION_INLINE = "send_notification_inline"
+
+
+@dataclass
+class InlineSendInput:
+    send: SendNotificationInput
+    # The shared provider budget (store/send_budget.py): the notify task queue's name.
+    budget: str
+    # A read-model write due in the same workflow task, done in the same local activity (one
+    # history event instead of two). Written before the send, whatever the send's outcome.
+    sync: SyncReadModelInput | None = None
+    # Reply-route writes of the same workflow task (opened before the message that may name them).
+    open_routes: list[OpenReplyRouteInput] = field(default_factory=list)
+    close_routes: list[CloseReplyRouteInput] = field(default_factory=list)
+
+
+@dataclass
+class InlineSendResult:
+    # None: not sent here (no budget, an earlier attempt may be in flight, provider busy); the
+    # workflow sends it on the notify task queue, through the same exactly-once row.
+    result: SendNotificationResult | None
+    why_not: str = ""
+    synced: bool = False
+    routes_written: bool = False
+    routes: list[OpenReplyRouteResult] = field(default_factory=list)  # one per open_routes entry
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from domain.events import CarrierEvent, normalise_time
@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         OPEN_REPLY_ROUTE,
         RECORD_ATTENTION,
         SEND_NOTIFICATION,
+        SEND_NOTIFICATION_INLINE,
         SYNC_READ_MODEL,
         AgentActionInput,
         AgentActionResult,
@@ -60,6 +61,8 @@ with workflow.unsafe.imports_passed_through():
         CloseReplyRouteInput,
         CustomerReplyInput,
         CustomerReplyResult,
+        InlineSendInput,
+        InlineSendResult,
         NotificationStatusInput,
         OpenReplyRouteInput,
         OpenReplyRouteResult,
@@ -105,6 +108,13 @@ class ShipmentWorkflow:
         # not written again (each write is a history event).
         self._published: dict[str, Any] = {}
         self._synced: tuple[Any, ...] | None = None
+        # PATCH_FEWER_EVENTS: decided once per run (see `run`).
+        self._lean = False
+        self._notify_inline = False
+        self._instruct_inline_ok = False
+        self._closed_routes: set[int] = set()
+        # Reply-route writes waiting to ride with this workflow task's next inline send.
+        self._route_ops: list[tuple[int, bool]] = []
 
     # ---- messages -----------------------------------------------------------------------
     @workflow.signal
@@ -199,6 +209,13 @@ class ShipmentWorkflow:
             self.state = inp.state
         st = self._st(inp.shipment_id)
         self._notify_queue = inp.notify_task_queue
+        # Every change that shortens a journey's history sits behind this one patch (one marker
+        # event per run); histories recorded before it replay the old way.
+        self._lean = workflow.patched(PATCH_FEWER_EVENTS)
+        self._notify_inline = self._lean and inp.notify_inline
+        self._instruct_inline_ok = self._lean and inp.instruct_inline
+        if self._lean:
+            self._seed_published(fresh=inp.state is None)
         if st.registered_at is None:
             st.registered_at = normalise_time(workflow.now())
         grace = timedelta(seconds=inp.completion_grace_seconds)
@@ -563,6 +580,7 @@ class ShipmentWorkflow:
                 await self._reply_route(**args)
             elif kind == "poll":
                 await self._poll()
+        await self._flush_routes()
 
     async def _notify(self, purpose: str, occurrence: str, case_attempt: int | None = None, prefer: str | None = None, rotate: int = 0) -> None:
         st = self._st()
@@ -610,8 +628,10 @@ class ShipmentWorkflow:
             self._dirty = True
             return
         inp = SendNotificationInput(shipment_id=st.shipment_id, purpose=purpose, occurrence=occurrence, channel=channel, context=context)
+        # Inline first (one history event); None -> the rate-limited notify queue, same key.
+        sent_inline = await self._send_inline(inp) if self._notify_inline else None
         try:
-            result: SendNotificationResult = await workflow.execute_activity(
+            result: SendNotificationResult = sent_inline or await workflow.execute_activity(
                 SEND_NOTIFICATION,
                 inp,
                 result_type=SendNotificationResult,
@@ -644,6 +664,57 @@ class ShipmentWorkflow:
         if notify.is_failure(result.status):
             rec["fell_back"] = True
             await self._fallback(result.key)
+
+    async def _send_inline(self, inp: SendNotificationInput) -> SendNotificationResult | None:
+        """Send inside this workflow task: a local activity is one marker event, where a regular
+        activity costs its own three plus the three of the workflow task its completion wakes.
+
+        It runs the same `send_sync` as the queue's activity (one exactly-once row per key) and
+        sends only a fresh row while the provider budget shared with the notify queue has room
+        (store/send_budget.py). None means "not sent here": no budget, a row an earlier attempt
+        touched, a provider 429/5xx, or this local activity failed or timed out. The caller then
+        schedules the regular activity on the rate-limited notify queue with the same key, which
+        returns a recorded result, waits out an attempt in flight, or reconciles before sending:
+        whatever happened here, the customer gets the message once.
+
+        No retries here (a retry policy would hold the workflow task; the queue retries with
+        backoff). The read-model write this workflow task would make anyway rides along."""
+        st = self._st()
+        sync_key, sync = self._read_model_update(closed=False)
+        ride = sync if sync_key != self._synced else None
+        ops = list(self._route_ops)
+        try:
+            out: InlineSendResult = await workflow.execute_local_activity(
+                SEND_NOTIFICATION_INLINE,
+                InlineSendInput(
+                    send=inp, budget=self._notify_queue, sync=ride,
+                    open_routes=[OpenReplyRouteInput(shipment_id=st.shipment_id, attempt=a) for a, o in ops if o],
+                    close_routes=[CloseReplyRouteInput(shipment_id=st.shipment_id, attempt=a) for a, o in ops if not o],
+                ),
+                result_type=InlineSendResult,
+                start_to_close_timeout=INLINE_SEND_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except FailureError as err:
+            # A local activity's failure or timeout arrives as ActivityError or as its bare cause
+            # (ApplicationError, TimeoutError), depending on the path through the SDK.
+            if isinstance(err, CancelledError):
+                raise
+            # Nothing it did counts: the routes are written now (before the queue sends a message
+            # that may name one; idempotent), the read model at the end of the workflow task.
+            await self._flush_routes()
+            return None
+        # The store writes ran before the send, whatever became of the send.
+        if ride is not None and out.synced:
+            self._synced = sync_key
+        if out.routes_written:
+            self._route_ops = self._route_ops[len(ops):]
+            for (attempt, _), route in zip([op for op in ops if op[1]], out.routes, strict=True):
+                self._route_opened(attempt, route)
+                if route.ref and inp.context.get("ndr_attempt") == attempt and not inp.context.get("case_ref"):
+                    inp.context["case_ref"] = route.ref  # what the activity sent (activities/notify.py _fill_case_ref)
+            self._closed_routes.update(a for a, o in ops if not o)
+        return out.result
 
     async def _fallback(self, key: str) -> None:
         st = self._st()
@@ -693,8 +764,9 @@ class ShipmentWorkflow:
             instruction=instruction,
         )
         now_iso = normalise_time(workflow.now())
+        inline = await self._instruct_inline(inp) if self._instruct_inline_ok else None  # None -> the activity below
         try:
-            result: InstructionResult = await workflow.execute_activity(
+            result: InstructionResult = inline or await workflow.execute_activity(
                 SEND_CARRIER_INSTRUCTION, inp, result_type=InstructionResult,
                 start_to_close_timeout=timedelta(seconds=90), heartbeat_timeout=HEARTBEAT, retry_policy=CARRIER_RETRY,
             )
@@ -711,6 +783,28 @@ class ShipmentWorkflow:
         self._after_step(step)
         if result.status != "accepted":
             await self._email_ops(inp, f"carrier answered {result.status}: {result.detail}")
+
+    async def _instruct_inline(self, inp: SendInstructionInput) -> InstructionResult | None:
+        """The carrier call inside this workflow task, as a local activity (1 history event where
+        the activity costs 3 plus the 3 of the workflow task its completion wakes).
+
+        One attempt, never retried here. On any failure or timeout the caller runs the regular
+        activity with CARRIER_RETRY and the same idempotency key, which is exactly a retry as
+        today: the carrier_instructions row returns an answer already recorded, a Delhivery
+        upload id already stored is followed up rather than resubmitted, and the carrier gets
+        the same key. The attempts never overlap: the activity is scheduled only after this one
+        has ended (an async local activity is cancelled at its timeout, which is longer than the
+        carrier HTTP timeout)."""
+        try:
+            result: InstructionResult = await workflow.execute_local_activity(
+                SEND_CARRIER_INSTRUCTION, inp, result_type=InstructionResult,
+                start_to_close_timeout=INLINE_INSTRUCT_TIMEOUT, retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except FailureError as err:
+            if isinstance(err, CancelledError):
+                raise
+            return None
+        return result
 
     async def _email_ops(self, inp: SendInstructionInput, why: str) -> None:
         """The carrier's operations desk gets the instruction by email when its API will not take it."""
@@ -732,17 +826,38 @@ class ShipmentWorkflow:
 
     async def _reply_route(self, attempt: int, open: bool) -> None:
         """Replies find their case through the store: opened when we ask, closed when we stop waiting."""
+        if self._lean and not open and (attempt in self._closed_routes or (attempt, False) in self._route_ops):
+            return  # closed earlier in this run (carrier acted, then delivered): a no-op write
+        if self._notify_inline:
+            # Written by this workflow task's next inline send, in the same local activity and
+            # before the message (which may carry the route's reference), or by _flush_routes at
+            # the end of the effects, or before a send that has to go through the queue.
+            self._route_ops.append((attempt, open))
+            return
+        await self._reply_route_now(attempt, open)
+
+    async def _flush_routes(self) -> None:
+        ops, self._route_ops = self._route_ops, []
+        for attempt, open in ops:
+            await self._reply_route_now(attempt, open)
+
+    async def _reply_route_now(self, attempt: int, open: bool) -> None:
         st = self._st()
         if not open:
             await workflow.execute_local_activity(
                 CLOSE_REPLY_ROUTE, CloseReplyRouteInput(shipment_id=st.shipment_id, attempt=attempt),
                 result_type=int, start_to_close_timeout=SHORT, retry_policy=STORE_RETRY,
             )
+            self._closed_routes.add(attempt)
             return
         route: OpenReplyRouteResult = await workflow.execute_local_activity(
             OPEN_REPLY_ROUTE, OpenReplyRouteInput(shipment_id=st.shipment_id, attempt=attempt),
             result_type=OpenReplyRouteResult, start_to_close_timeout=SHORT, retry_policy=STORE_RETRY,
         )
+        self._route_opened(attempt, route)
+
+    def _route_opened(self, attempt: int, route: OpenReplyRouteResult) -> None:
+        st = self._st()
         case = ndr.find_case(st.ndr_cases, attempt)
         if route.ref and case is not None and not case.ref:
             case.ref = route.ref
@@ -781,33 +896,53 @@ class ShipmentWorkflow:
         st = self._st()
         st.timeline.sort(key=lambda t: t.at)
         changed = [u for u in search.updates_for(st) if self._published.get(u.key.name, _UNSET) != u.value]
+        if self._lean and all(u.key.name == search.LAST_EVENT_AT.name for u in changed):
+            # A scan that changes nothing but the time (the 2nd..nth in_transit) is not worth an
+            # event: LastEventAt goes out with the next real change, and the agents' list shows
+            # the store's shipments.last_event_at, which the API keeps at the newest scan.
+            changed = []
         if changed:
             workflow.upsert_search_attributes(changed)
             self._published.update({u.key.name: u.value for u in changed})
 
     async def _sync_read_model(self, *, closed: bool) -> None:
-        st = self._st()
-        case = ndr.current_case(st.ndr_cases)
-        # last_event_at is written by the API as events arrive; the workflow syncs what only it
-        # knows, and only when it changed.
-        synced = (st.status, case.state if case else None, st.needs_attention, st.attention_reason, closed)
+        synced, update = self._read_model_update(closed=closed)
         if synced == self._synced:
             return
         self._synced = synced
         await workflow.execute_local_activity(
             SYNC_READ_MODEL,
-            SyncReadModelInput(
-                shipment_id=st.shipment_id,
-                status=st.status,
-                last_event_at=st.last_event_at,
-                ndr_state=case.state if case else None,
-                needs_attention=st.needs_attention,
-                attention_reason=st.attention_reason,
-                closed=closed,
-            ),
+            update,
             start_to_close_timeout=SHORT,
             retry_policy=STORE_RETRY,
         )
+
+    def _read_model_update(self, *, closed: bool) -> tuple[tuple[Any, ...], SyncReadModelInput]:
+        st = self._st()
+        case = ndr.current_case(st.ndr_cases)
+        # last_event_at is written by the API as events arrive; the workflow syncs what only it
+        # knows, and only when it changed.
+        synced = (st.status, case.state if case else None, st.needs_attention, st.attention_reason, closed)
+        return synced, SyncReadModelInput(
+            shipment_id=st.shipment_id,
+            status=st.status,
+            last_event_at=st.last_event_at,
+            ndr_state=case.state if case else None,
+            needs_attention=st.needs_attention,
+            attention_reason=st.attention_reason,
+            closed=closed,
+        )
+
+    def _seed_published(self, *, fresh: bool) -> None:
+        """Start from what is already written, so the first workflow task writes only changes:
+        the search attributes the API set when it started the workflow (workflow.info() holds
+        them, deterministically), and for a first run the read-model row the registration
+        inserted (store.models.Shipment defaults: created, no case, no attention, open)."""
+        attrs = workflow.info().typed_search_attributes
+        for key in search.ALL_KEYS:
+            self._published[key.name] = attrs.get(key)  # None: not set, the same as unset
+        if fresh:
+            self._synced = ("created", None, False, None, False)
 
     def _should_continue_as_new(self, inp: ShipmentWorkflowInput) -> bool:
         info = workflow.info()
@@ -833,6 +968,17 @@ ATTN_STALE = "no_tracking_update"
 ATTN_CHANNELS = "channels_failed"
 WHATSAPP_OUTSIDE_SESSION = "63016"
 CASE_ATTENTION = frozenset({ndr.ATTN_CARRIER_DID_NOT_ACT, ndr.ATTN_CARRIER_REJECTED, ndr.ATTN_CARRIER_UNREACHABLE})
+
+# Fewer history events per journey (issue 7, docs/performance.md): notifications sent inline as a
+# local activity carrying the read-model write, no re-write of what the start or an earlier
+# workflow task already wrote. Histories recorded before this change replay the old way.
+PATCH_FEWER_EVENTS = "fewer-events-inline-notify"
+# Longer than a provider call (Twilio/SendGrid timeouts: 10 s) plus the store; past it the queue
+# takes over and the row's lease keeps the two from both sending.
+INLINE_SEND_TIMEOUT = timedelta(seconds=20)
+# Longer than a carrier HTTP call (10 s) and its store writes; a slower carrier (Delhivery's
+# upload polling) is finished by the regular activity, which follows the stored upload id up.
+INLINE_INSTRUCT_TIMEOUT = timedelta(seconds=25)
 
 # Reminders stop once the customer answered. Histories recorded before this change replay the old way.
 PATCH_NO_REMINDER_AFTER_AN_ANSWER = "ndr-no-reminder-after-an-answer"

@@ -178,6 +178,7 @@ async def start_or_signal(temporal: Any, settings: Any, row: Shipment, signal: s
                 completion_grace_seconds=settings.completion_grace_hours * 3600,
                 max_history_events=settings.max_history_events,
                 notify_task_queue=channel_settings().notify_task_queue,
+                notify_inline=channel_settings().notify_inline,
             ),
             id=row.workflow_id,
             task_queue=settings.temporal_task_queue,

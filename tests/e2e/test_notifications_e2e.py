@@ -73,13 +73,13 @@ def _clear_settings_caches() -> None:
     get_ndr_settings.cache_clear()
 
 
-async def register(st: RunningStack, lang: str) -> str:
+async def register(st: RunningStack, lang: str, tag: str = "") -> str:
     locale, phone, _, email, country, wa, _ = CUSTOMERS[lang]
     body = {
         "merchant_id": "acme",
         "order_id": f"A-{lang.upper()}-1001",
         "carrier": "generic",
-        "tracking_number": f"TRK-E2E-{lang.upper()}",
+        "tracking_number": f"TRK-E2E-{lang.upper()}{tag}",
         "payment": {"mode": "cod", "amount": "1299.00", "currency": "INR" if country == "IN" else "KRW"},
         "customer": {
             "name": "Asha Rao",
@@ -96,9 +96,9 @@ async def register(st: RunningStack, lang: str) -> str:
     return r.json()["shipment_id"]
 
 
-async def post_event(st: RunningStack, lang: str, status: str, n: int) -> None:
+async def post_event(st: RunningStack, lang: str, status: str, n: int, tag: str = "") -> None:
     ev = {
-        "tracking_number": f"TRK-E2E-{lang.upper()}",
+        "tracking_number": f"TRK-E2E-{lang.upper()}{tag}",
         "event_id": f"{lang}-e{n}",
         "status": status,
         "ndr_reason": None,
@@ -258,3 +258,43 @@ async def test_notify_rate_limit_reaches_the_notify_worker(st: RunningStack) -> 
         )
     )
     assert all(p.rate_per_second != pytest.approx(RATE) for p in main.pollers)
+
+
+async def test_with_the_shared_budget_spent_messages_go_through_the_rate_limited_queue_once(
+    st: RunningStack,
+) -> None:
+    """Inline sends take from the provider budget every process shares (store/send_budget.py);
+    with it spent (here by "another worker"), each message falls back to the notify queue's
+    activity: still exactly one per channel, and the history shows the regular activities."""
+    import time
+
+    from temporalio.api.enums.v1 import EventType
+
+    from store import send_budget
+    from workflows.ids import shipment_workflow_id
+
+    queue = ChannelSettings().notify_task_queue
+    sid = await register(st, "hi", "-B")  # three channels: one out_for_delivery event, three messages
+    # Spend the budget for the next few seconds (each take moves it 1/RATE s further ahead).
+    while send_budget.take(st.engine, queue, rate=RATE, burst=RATE):
+        pass
+    for _ in range(int(RATE * 4)):
+        send_budget.debit(st.engine, queue, rate=RATE)
+    _, _, e164, email, *_ = CUSTOMERS["hi"]
+
+    async def ours() -> list[dict[str, Any]]:
+        found = await outbox(st, e164) + await outbox(st, email)
+        return [m for m in found if m["purpose"] == "out_for_delivery" and m["shipment_id"] == sid]
+
+    t0 = time.monotonic()
+    await post_event(st, "hi", "out_for_delivery", 7, "-B")
+    while len(await ours()) < 3 and time.monotonic() - t0 < 15:
+        await asyncio.sleep(0.1)
+    assert time.monotonic() - t0 < 4, "fell back to the queue instead of waiting for the budget"
+    await asyncio.sleep(1.0)  # room for any duplicate to show up
+    assert Counter(m["channel"] for m in await ours()) == Counter({"whatsapp": 1, "sms": 1, "email": 1})
+    history = await st.client.get_workflow_handle(shipment_workflow_id(sid)).fetch_history()
+    queued = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+              and e.activity_task_scheduled_event_attributes.activity_type.name == "send_notification"]
+    assert len(queued) == 3
+    assert {e.activity_task_scheduled_event_attributes.task_queue.name for e in queued} == {queue}

@@ -31,8 +31,11 @@ from workflows.messages import (
     OPEN_REPLY_ROUTE,
     RECORD_ATTENTION,
     SEND_NOTIFICATION,
+    SEND_NOTIFICATION_INLINE,
     SYNC_READ_MODEL,
     CloseReplyRouteInput,
+    InlineSendInput,
+    InlineSendResult,
     OpenReplyRouteInput,
     OpenReplyRouteResult,
     RecordAttentionInput,
@@ -62,16 +65,47 @@ class Fakes:
     channel_reason: Callable[[SendNotificationInput], str | None] = lambda inp: None
     carrier_result: Callable[[SendInstructionInput], str] = lambda inp: "accepted"
     poll_events: list[CarrierEvent] = field(default_factory=list)
+    # How the inline (local activity) send behaves, per message: "send"; "decline" (no budget,
+    # provider busy: the workflow must use the queue); "error" (the local activity fails before
+    # sending); "send_then_error" (it sent, then failed: the worker died before the marker was
+    # recorded, so the workflow will ask again).
+    inline_mode: Callable[[SendNotificationInput], str] = lambda inp: "send"
+    # Which path each attempt took, in order: ("inline" | "queue", key).
+    attempts: list[tuple[str, str]] = field(default_factory=list)
     _keys: set[str] = field(default_factory=set)
 
-    @activity.defn(name=SEND_NOTIFICATION)
-    def send(self, inp: SendNotificationInput) -> SendNotificationResult:
+    def _deliver(self, inp: SendNotificationInput) -> SendNotificationResult:
         status = self.channel_result(inp)
         if inp.key not in self._keys:  # the real activity is exactly-once per key
             self._keys.add(inp.key)
             self.sent.append(inp)
         return SendNotificationResult(key=inp.key, channel=inp.channel, status=status, provider_message_id=f"SM{len(self.sent)}",
                                       error_code="21211" if status == "failed" else None, reason=self.channel_reason(inp))
+
+    @activity.defn(name=SEND_NOTIFICATION)
+    def send(self, inp: SendNotificationInput) -> SendNotificationResult:
+        self.attempts.append(("queue", inp.key))
+        return self._deliver(inp)
+
+    @activity.defn(name=SEND_NOTIFICATION_INLINE)
+    def send_inline(self, inp: InlineSendInput) -> InlineSendResult:
+        self.attempts.append(("inline", inp.send.key))
+        mode = self.inline_mode(inp.send)
+        if mode == "error":
+            raise ApplicationError("store unavailable")
+        out = InlineSendResult(result=None, synced=inp.sync is not None, routes_written=bool(inp.open_routes or inp.close_routes))
+        out.routes = [self.open_route(r) for r in inp.open_routes]
+        for r in inp.close_routes:
+            self.close_route(r)
+        if inp.sync is not None:
+            self.read_model.append(inp.sync)
+        if mode == "decline":
+            out.why_not = "budget"
+            return out
+        out.result = self._deliver(inp.send)
+        if mode == "send_then_error":
+            raise ApplicationError("worker lost after the provider took the message")
+        return out
 
     @activity.defn(name=SEND_CARRIER_INSTRUCTION)
     def instruct(self, inp: SendInstructionInput) -> InstructionResult:
@@ -112,7 +146,11 @@ class Fakes:
         self.read_model.append(inp)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.send, self.instruct, self.email_ops, self.record_attention, self.open_route, self.close_route, self.poll, self.sync]
+        return [self.send, self.send_inline, self.instruct, self.email_ops, self.record_attention, self.open_route, self.close_route, self.poll, self.sync]
+
+    def queued(self) -> list[str]:
+        """Keys that went to the notify queue's activity."""
+        return [key for path, key in self.attempts if path == "queue"]
 
     def purposes(self, channel: str | None = None) -> list[str]:
         return [s.purpose for s in self.sent if channel is None or s.channel == channel]
@@ -136,10 +174,11 @@ def new_id() -> str:
 
 
 async def start(client: Client, task_queue: str, sid: str, *, policy: ShipmentPolicy | None = None,
-                grace_s: float = 3600, registered_at: str | None = None, **profile_kw: Any) -> WorkflowHandle[Any, Any]:
+                grace_s: float = 3600, registered_at: str | None = None, inline: bool = True, **profile_kw: Any) -> WorkflowHandle[Any, Any]:
+    """`inline=False`: messages and carrier instructions only as regular activities (queues)."""
     return await client.start_workflow(
         ShipmentWorkflow.run,
-        ShipmentWorkflowInput(shipment_id=sid, completion_grace_seconds=grace_s),
+        ShipmentWorkflowInput(shipment_id=sid, completion_grace_seconds=grace_s, notify_inline=inline, instruct_inline=inline),
         id=shipment_workflow_id(sid),
         task_queue=task_queue,
         start_signal="register",

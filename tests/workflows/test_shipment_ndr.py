@@ -386,7 +386,9 @@ async def test_carrier_down_until_retries_run_out_is_carrier_unreachable(time_en
         await time_env.sleep(timedelta(hours=1))
         st = await until(h, lambda s: s.needs_attention, timeout=20)
         assert st.attention_reason == "carrier_unreachable"
-        assert len(calls) == 10 and len(set(calls)) == 1  # one instruction, the same key every time
+        # One try inline (a local activity, in the reply's workflow task), then the activity's
+        # CARRIER_RETRY (10 attempts): one instruction, the same key every time.
+        assert len(calls) == 1 + 10 and len(set(calls)) == 1
         c = case(st)
         assert c["state"] == "escalated" and c["instructions"][0]["status"] == "failed"
         await eventually(lambda: bool(fakes.emails))
