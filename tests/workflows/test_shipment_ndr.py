@@ -446,7 +446,7 @@ async def test_provider_and_carrier_activities_heartbeat_so_a_dead_workers_attem
     fakes = Fakes(carrier_result=lambda inp: "rejected")  # rejected: the operations email runs too
     async with worker(time_env.client, task_queue, fakes):
         await clock_to(time_env, 10, 0)
-        h = await start(time_env.client, task_queue, new_id(), timezone=TZ)
+        h = await start(time_env.client, task_queue, new_id(), timezone=TZ, inline=False)  # the queue path is the one that heartbeats
         await failed_delivery(time_env, h, "f1")
         await until(h, lambda s: len(sent(s, "ndr_ask")) == 1)
         await reply(time_env, h, kind="choice", action="reattempt", text="1", message_id="SM1")
