@@ -541,6 +541,17 @@ class Run:
         snap["bench"] = cpu_seconds(os.getpid()) or 0.0
         return snap
 
+    def _pipeline_target(self) -> PipelineTarget:
+        assert self.stack is not None
+        return PipelineTarget(  # type: ignore[arg-type]
+            self.http,
+            self.stack.api_url,
+            self.merchant_keys,
+            self.stack.secrets["carrier_webhook_secret"],
+            self.stack.twilio_auth_token,
+            self.milestone_map,
+        )
+
     def _targets(self) -> tuple[PipelineTarget, BaselineTarget]:
         assert self.stack and self.client and self.baseline
         pt = PipelineTarget(
@@ -557,16 +568,16 @@ class Run:
         return pt, bt
 
     def _driver(self, which: str) -> Driver:
-        pt, bt = self._targets()
         if which == "pipeline":
-            return Driver(pt, self.pipeline_done, self.outbox)
+            return Driver(self._pipeline_target(), self.pipeline_done, self.outbox)
+        _, bt = self._targets()
         return Driver(bt, self.baseline_done, None)
 
     def _replies_for(self, which: str) -> bool:
         assert self.stack is not None
         return self.stack.caps.twilio_inbound and (which == "pipeline" or self.reply_spec is not None)
 
-    async def ramp(self, which: str) -> Load:
+    async def ramp(self, which: str, share: float | None = None, name: str | None = None) -> Load:
         """Offered load grows step by step until a step does not *keep up*: a step keeps up
         when the system applied 90 % of its journeys' final scans within LAG_OK of accepting
         them (no growing backlog in the worker) and 90 % of its calls (HTTP requests, or
@@ -575,14 +586,15 @@ class Run:
         r = dict(self.cfg.ramp)
         # Both ramps (offered load and drain) share what the time budget leaves after the
         # phases that follow them; the baseline runs first and takes at most half.
-        share = (self.remaining() - self.cfg.reserve_after_ramps_s) / (2 if which == "baseline" else 1)
+        if share is None:
+            share = (self.remaining() - self.cfg.reserve_after_ramps_s) / (2 if which == "baseline" else 1)
         share_end = time.time() + share
         r["budget"] = max(8.0, min(r["budget"], share - 0.5 * r["drain"]))
         driver = self._driver(which)
-        load = Load(f"{which} ramp", which)
+        load = Load(name or f"{which} ramp", which)
         stop = asyncio.Event()
         prefix = "bl" if which == "baseline" else "pl"
-        task = self.progress.add_task(f"{which} ramp", total=r["budget"], info="") if self.progress else None
+        task = self.progress.add_task(load.name, total=r["budget"], info="") if self.progress else None
         driver.on_tick = lambda ld, _: self.tick(task, ld, r["budget"], load.t_begin)
         cpu0 = await self._cpu_snapshot(which)
         load.t_begin = time.time()
@@ -638,7 +650,10 @@ class Run:
                 if rate > r["max_rate"]:
                     break
                 fac = self.factory(
-                    self.merchant(f"{prefix}ramp{k}"), "ramp", FAST, replies=self._replies_for(which)
+                    self.merchant(f"{prefix}{load.name.split()[-1]}{k}"),
+                    "ramp",
+                    FAST,
+                    replies=self._replies_for(which),
                 )
                 step_task = asyncio.create_task(
                     driver.offer(load, fac, index, rate, r["step_s"], label=f"{rate:.0f}/s", stop=stop)
@@ -690,12 +705,14 @@ class Run:
             )
         return best, info
 
-    async def steady(self, which: str, rate: float) -> Load:
+    async def steady(
+        self, which: str, rate: float, dur: float | None = None, name: str | None = None
+    ) -> Load:
         driver = self._driver(which)
-        load = Load(f"{which} steady", which)
-        dur = self.cfg.steady_s
+        load = Load(name or f"{which} steady", which)
+        dur = dur or self.cfg.steady_s
         task = (
-            self.progress.add_task(f"{which} steady {rate:.0f} ev/s", total=dur, info="")
+            self.progress.add_task(f"{load.name} {rate:.0f} ev/s", total=dur, info="")
             if self.progress
             else None
         )
@@ -704,7 +721,10 @@ class Run:
         load.t_begin = time.time()
         prefix = "bl" if which == "baseline" else "pl"
         fac = self.factory(
-            self.merchant(f"{prefix}steady"), "steady", Timing(), replies=self._replies_for(which)
+            self.merchant(f"{prefix}{load.name.split()[-1]}"),
+            "steady",
+            Timing(),
+            replies=self._replies_for(which),
         )
         async with driver.tracking(load):
             await driver.offer(load, fac, 0, rate, dur, label="steady")
@@ -715,7 +735,7 @@ class Run:
         if not drained:
             await driver.abandon()
             self.note(
-                f"{which} steady: not all journeys done after {self.cfg.steady_drain_s:.0f}s ({load.completed()}/{load.journeys()})"
+                f"{load.name}: not all journeys done after {self.cfg.steady_drain_s:.0f}s ({load.completed()}/{load.journeys()})"
             )
         load.t_end = time.time()
         load.cpu = _cpu_delta(cpu0, await self._cpu_snapshot(which))
@@ -758,8 +778,7 @@ class Run:
     # ---- fill: 10k open shipments ---------------------------------------------------------------
     async def fill(self) -> None:
         assert self.stack and self.client
-        pt, _ = self._targets()
-        driver = Driver(pt, self.pipeline_done, None)
+        driver = Driver(self._pipeline_target(), self.pipeline_done, None)
         load = Load("fill", "pipeline")
         merchant = self.merchant("open")
         fac = self.factory(merchant, "open", Timing(), replies=False)
