@@ -167,7 +167,11 @@ class Run:
         self.loads: dict[str, Load] = {}
         self.progress: Progress | None = None
         self.profiles: dict[str, Any] = {}
-        self.phone_blocks = iter(range(1, 10))
+        self.phone_blocks = iter(range(1, 90))
+        # Another round of the same streams (bench --scale: one per worker count) gets the same
+        # journeys with other tracking numbers, phones and emails: a carrier's tracking number
+        # belongs to one merchant, and a reply must reach its own round's customer.
+        self.round = ""
         self.baseline_log: ActivityLog | None = None
         self._bl_seen: dict[tuple[str, str], float] = {}
 
@@ -204,16 +208,16 @@ class Run:
     ) -> JourneyFactory:
         return JourneyFactory(
             seed=self.cfg.seed,
-            run_tag=self.tag,
+            run_tag=self.tag + self.round,
             merchant_id=merchant,
             country=self.country,
             today=self.today,
             mix=mix or Mix(),
             timing=timing,
             replies=replies,
-            tracking_prefix=f"{self.tag}{stream[:2].upper()}",
+            tracking_prefix=f"{self.tag}{self.round}{stream[:2].upper()}",
             stream=stream,
-            phone_block=self._phone_block(stream),
+            phone_block=self._phone_block(self.round + stream),
         )
 
     def _phone_block(self, stream: str) -> int:
@@ -667,7 +671,7 @@ class Run:
         if not drained:
             await driver.abandon()
             self.note(
-                f"{which} ramp: backlog not drained within {r['drain']:.0f}s ({load.completed()}/{load.journeys()} journeys done)"
+                f"{load.name}: backlog not drained within {r['drain']:.0f}s ({load.completed()}/{load.journeys()} journeys done)"
             )
         load.t_end = time.time()
         load.cpu = _cpu_delta(cpu0, await self._cpu_snapshot(which))
@@ -701,7 +705,7 @@ class Run:
                 f"{load.name}: capped, not saturated: every step kept up to {last:.0f} ev/s offered "
                 f"(the ramp's time budget or its {self.cfg.ramp['max_rate']:.0f} ev/s cap ended it), so "
                 f"{'baseline_events_per_s' if load.target == 'baseline' else 'events_per_s'} is a lower bound "
-                "and `ratio` compares a bound"
+                "(and so is any ratio with it)"
             )
         return best, info
 
@@ -930,7 +934,7 @@ class Run:
         """(t_sent, ms): decisive customer reply posted → instruction received by the fake carrier."""
         by_j = {s.journey.index: s.journey for s in load.started}
         entries = [e for e in await self.fake_received() if e.get("outcome") in ("accepted", "rejected")]
-        pattern = re.compile(re.escape(f"{self.tag}ST") + r"\d{7}")
+        pattern = re.compile(re.escape(f"{self.tag}{self.round}ST") + r"\d{7}")
         received: dict[str, list[float]] = {}
         for e in entries:
             blob = e["path"] + json.dumps(e.get("body"), default=str)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -97,6 +96,7 @@ class SplitStack:
     devserver: DevServer | None = None
     api: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    rounds: int = 0
     _fixed: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -108,8 +108,7 @@ class SplitStack:
             self.home, self.api_port, self.fake_url, self.secrets, notify_per_second=self.notify_per_second
         )
         env["NDRFLOW_TEMPORAL_ADDRESS"] = f"127.0.0.1:{self.temporal_port}"
-        # Fixed up front so the processes never race to generate them into secrets.json, and
-        # written there too so the bench reads the codec keys like it does for `ndrflow up`.
+        # Fixed up front so the processes never race to generate them into secrets.json.
         for name in ("secret_key", "codec_keys", "sendgrid_inbound_token"):
             if name not in self._fixed:
                 self._fixed[name] = _generate_secret(name)
@@ -130,8 +129,6 @@ class SplitStack:
         from ndrflow.migrate import migrate_locked
 
         self.home.mkdir(parents=True, exist_ok=True)
-        env = self.env()
-        (self.home / "secrets.json").write_text(json.dumps({"codec_keys": env["NDRFLOW_CODEC_KEYS"]}))
         await asyncio.to_thread(migrate_locked, self.database_url)
         self.devserver = DevServer(home=self.home, port=self.temporal_port, ui=False)
         await self.devserver.start()
@@ -149,15 +146,16 @@ class SplitStack:
                 await asyncio.sleep(0.3)
 
     async def start_workers(self, n: int, timeout: float = 60) -> None:
-        for _ in range(n):
-            self.workers.append(self._spawn("worker", ["--no-migrate"], f"worker-{len(self.workers)}"))
+        self.rounds += 1
+        logs = [self.home / f"worker-r{self.rounds}-{k}.log" for k in range(n)]
+        for lg in logs:
+            self.workers.append(self._spawn("worker", ["--no-migrate"], lg.stem))
         # `ndrflow worker` says when it polls (stderr, its log); at --log-level warning too.
         deadline = time.monotonic() + timeout
-        logs = [self.home / f"worker-{k}.log" for k in range(len(self.workers) - n, len(self.workers))]
         while True:
             for p in self.workers:
                 if p.poll() is not None:
-                    raise RuntimeError(f"`ndrflow worker` exited:\n{self.tail('worker-0')}")
+                    raise RuntimeError(f"`ndrflow worker` exited:\n{self.tail(logs[0].stem)}")
             texts = [lg.read_text(errors="replace") if lg.exists() else "" for lg in logs]
             if all("polling" in t for t in texts):
                 return
@@ -321,6 +319,7 @@ class ScaleRun(Run):
         """Start n workers, warm them up, ramp, hold at half the maximum, stop them."""
         assert self.split is not None
         t_start = time.time()
+        self.round = f"W{n}"
         # What is left of the budget, shared by the worker counts still to run.
         share = (self.remaining() - 8) / left
         with self.console.status(f"starting {n} `ndrflow worker` process{'es' if n > 1 else ''}…"):
