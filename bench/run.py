@@ -710,7 +710,12 @@ class Run:
         return best, info
 
     async def steady(
-        self, which: str, rate: float, dur: float | None = None, name: str | None = None
+        self,
+        which: str,
+        rate: float,
+        dur: float | None = None,
+        name: str | None = None,
+        stream: str = "steady",
     ) -> Load:
         driver = self._driver(which)
         load = Load(name or f"{which} steady", which)
@@ -726,7 +731,7 @@ class Run:
         prefix = "bl" if which == "baseline" else "pl"
         fac = self.factory(
             self.merchant(f"{prefix}{load.name.split()[-1]}"),
-            "steady",
+            stream,
             Timing(),
             replies=self._replies_for(which),
         )
@@ -1171,6 +1176,13 @@ class Run:
             "database": "postgresql" if self.cfg.database_url.startswith("postgres") else "sqlite",
             "customers_country": self.country,
         }
+        busy = max(machine["loadavg_start"][0], machine["loadavg_end"][0])
+        if machine["cores"] and busy > machine["cores"]:
+            self.note(
+                f"the machine was busy with other work (1-minute load average {busy:.1f} on {machine['cores']} cores): "
+                "rates and latencies are lower/higher than on an idle machine, and both sides' knees move with "
+                "whatever else ran during their ramp; details.cpu_ms_per_journey is steadier"
+            )
         if not machine["temporal_server_version"]:
             self.note(
                 "the dev server does not report its version over the API; temporal_cli_version names the bundled server"

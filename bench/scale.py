@@ -325,10 +325,14 @@ class ScaleRun(Run):
         with self.console.status(f"starting {n} `ndrflow worker` process{'es' if n > 1 else ''}…"):
             await self.split.start_workers(n)
         # The first workflows of a process pay for imports into the sandbox: not part of a step.
-        await self.steady("pipeline", 6.0, dur=self.cfg.warmup_s, name=f"pipeline w{n}warmup")
+        await self.steady(
+            "pipeline", 6.0, dur=self.cfg.warmup_s, name=f"pipeline w{n}warmup", stream="warmup"
+        )
         spent = time.time() - t_start
         ramp_share = max(20.0, share - spent - self.cfg.scale_steady_s - self.cfg.steady_drain_s - 6)
+        load_before = os.getloadavg()[0]
         ramp = await self.ramp("pipeline", share=ramp_share, name=f"pipeline w{n}ramp")
+        load_after = os.getloadavg()[0]
         eps, info = self.max_sustained(ramp)
         rate = 0.5 * (eps or self.cfg.ramp["r0"])
         steady = await self.steady("pipeline", rate, dur=self.cfg.scale_steady_s, name=f"pipeline w{n}steady")
@@ -368,6 +372,8 @@ class ScaleRun(Run):
                 for k, v in steady.cpu.items()
                 if k in ("api", "devserver", "workers", "bench")
             },
+            # Other work on a shared machine takes cores from ours: read rates with this.
+            "loadavg_1m_ramp": [round(load_before, 2), round(load_after, 2)],
             "ramp": info,
         }
 
@@ -381,11 +387,18 @@ def bottleneck(rows: list[dict[str, Any]], cores: int) -> str:
         used = r["ramp_cores_used"]
         total = sum(used.values())
         top = max(used, key=lambda k: used[k])
-        parts.append(
+        text = (
             f"{r['workers']} worker(s): {total:.2f} of {cores} cores busy during the ramp "
             f"(dev server {used.get('devserver', 0):.2f}, workers {used.get('workers', 0):.2f}, "
             f"API {used.get('api', 0):.2f}, load generator {used.get('bench', 0):.2f}); most: {top}"
         )
+        load = max(r.get("loadavg_1m_ramp") or [0.0])
+        if total < 0.8 * cores and load > cores:
+            text += (
+                f"; the rest of the machine went to other work (load average up to {load:.1f} on "
+                f"{cores} cores): this rate is bounded by the shared machine, not by our processes"
+            )
+        parts.append(text)
     return "; ".join(parts)
 
 
