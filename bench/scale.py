@@ -458,6 +458,7 @@ def plot(result: dict[str, Any], path: Path | None = None) -> Path | None:
         label = f"{r['events_per_s'] or 0:.0f}" + ("" if r["saturated"] else " (cap)")
         label += f"\np99 {r['notify_p99_ms'] or 0:.0f} ms"
         ax1.text(i, (r["events_per_s"] or 0), label, ha="center", va="bottom", fontsize=8)
+    ax1.set_ylim(0, 1.3 * max([r["events_per_s"] or 0 for r in rows] + [1.0]))
     ax1.set_xlabel("`ndrflow worker` processes")
     ax1.set_ylabel("max sustained journey events/s")
     ax1.set_title(f"Throughput ({result['cores']} cores, one dev server, one API process)")
