@@ -112,7 +112,7 @@ class Config:
                 "r0": 8,
                 "max_rate": 250,
                 "budget": 22,
-                "drain": 8,
+                "drain": 6,
             }
         return {
             "step_s": 8.0,
@@ -134,8 +134,9 @@ class Config:
 
     @property
     def reserve_after_ramps_s(self) -> float:
-        """What the steady phases, the fill and the teardown need after both ramps."""
-        return 2 * (self.steady_s + 4) + (5 if self.quick else 90) + 10
+        """What the steady phases (with their quiesce), the fill and the teardown need after
+        both ramps."""
+        return 2 * (self.steady_s + 4) + (5 if self.quick else 90) + 10 + (8 if self.quick else 35)
 
     @property
     def fill_target(self) -> int:
@@ -545,6 +546,23 @@ class Run:
         snap["bench"] = cpu_seconds(os.getpid()) or 0.0
         return snap
 
+    async def quiesce(self, before: str, max_s: float) -> float:
+        """Wait (at most max_s) until the system under test is idle: a ramp that ended past its
+        knee leaves a backlog in the dev server and the workers, which the next phase would
+        otherwise pay for. Idle: under 0.3 cores over half a second. Returns seconds waited."""
+        t0 = time.time()
+        prev = await self._cpu_snapshot("")
+        while time.time() - t0 < max_s:
+            await asyncio.sleep(0.5)
+            cur = await self._cpu_snapshot("")
+            busy = sum(v - prev.get(k, 0.0) for k, v in cur.items() if k != "bench" and k != "workers") / 0.5
+            prev = cur
+            if busy < 0.3:
+                break
+        waited = time.time() - t0
+        self.details.setdefault("quiesce_s", {})[before] = round(waited, 1)
+        return waited
+
     def _pipeline_target(self) -> PipelineTarget:
         assert self.stack is not None
         return PipelineTarget(  # type: ignore[arg-type]
@@ -653,6 +671,15 @@ class Run:
                     break
                 if rate > r["max_rate"]:
                     break
+                if k >= 2 and not evals[k - 2].done():
+                    # At most one step undecided: past the knee every step only adds backlog,
+                    # which the next phase (the other side's ramp) would inherit. Waiting here
+                    # happens only while a step's journeys are still finishing.
+                    paused = time.time()
+                    await asyncio.wait({evals[k - 2]}, timeout=3 * r["step_s"])
+                    load.paused_s += time.time() - paused
+                    if stop.is_set():
+                        break
                 fac = self.factory(
                     self.merchant(f"{prefix}{load.name.split()[-1]}{k}"),
                     "ramp",
@@ -692,6 +719,7 @@ class Run:
         sat = completion_rate(load, failed.t_start, load.t_load_end) if failed else None
         info = {
             "best_step_kept_up": report.rnd(best),
+            "paused_for_evaluation_s": report.rnd(load.paused_s),
             "completion_rate_while_saturated": report.rnd(sat),
             "saturated": failed is not None,
             "criteria": f"90 % of final scans applied within {LAG_OK}s of acceptance and 90 % of calls within {CALL_OK}s",
@@ -1045,13 +1073,16 @@ class Run:
                 self.progress = progress
                 async with self._profiling("baseline", self.baseline.pid, results_dir):
                     bl_ramp = await self.ramp("baseline")
+                await self.quiesce("pipeline ramp", 5 if self.cfg.quick else 20)
                 async with self._profiling("pipeline", self.stack.pid, results_dir):
                     pl_ramp = await self.ramp("pipeline")
                     self.events_per_s, self.details["pipeline_ramp"] = self.max_sustained(pl_ramp)
                     self.baseline_events_per_s, self.details["baseline_ramp"] = self.max_sustained(bl_ramp)
                     steady_rate = 0.5 * (self.events_per_s or self.cfg.ramp["r0"])
                     self.details["steady_rate_events_per_s"] = round(steady_rate, 1)
+                    await self.quiesce("pipeline steady", 4 if self.cfg.quick else 20)
                     pl_steady = await self.steady("pipeline", steady_rate)
+                await self.quiesce("baseline steady", 4 if self.cfg.quick else 15)
                 bl_steady = await self.steady("baseline", steady_rate)
                 await self.fill()
                 self.progress = None

@@ -335,6 +335,7 @@ class ScaleRun(Run):
         load_after = os.getloadavg()[0]
         eps, info = self.max_sustained(ramp)
         rate = 0.5 * (eps or self.cfg.ramp["r0"])
+        await self.quiesce(f"w{n} steady", 15)
         steady = await self.steady("pipeline", rate, dur=self.cfg.scale_steady_s, name=f"pipeline w{n}steady")
         notify = await self.notify_latencies(steady)
         await self.split.stop_workers()
