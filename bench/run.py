@@ -95,7 +95,7 @@ class Config:
 
     @property
     def budget_s(self) -> float:
-        return 112 if self.quick else 580
+        return 114 if self.quick else 580
 
     @property
     def ramp(self) -> dict[str, float]:
