@@ -611,7 +611,7 @@ class Run:
         if share is None:
             share = (self.remaining() - self.cfg.reserve_after_ramps_s) / (2 if which == "baseline" else 1)
         share_end = time.time() + share
-        r["budget"] = max(8.0, min(r["budget"], share - 0.5 * r["drain"]))
+        r["budget"] = max(8.0, min(r["budget"], share - 0.5 * r["drain"] - 2.0))
         driver = self._driver(which)
         load = Load(name or f"{which} ramp", which)
         stop = asyncio.Event()
@@ -668,6 +668,9 @@ class Run:
             for k in range(int(r["max_steps"])):
                 rate = r["r0"] * r["factor"] ** k
                 if stop.is_set() or time.time() - load.t_begin + r["step_s"] > r["budget"]:
+                    break
+                # The verdicts and the drain come out of the same share: the next phase's time.
+                if time.time() + r["step_s"] + 0.5 * r["drain"] + 2.0 > share_end:
                     break
                 if rate > r["max_rate"]:
                     break
