@@ -670,7 +670,7 @@ class Run:
                 if stop.is_set() or time.time() - load.t_begin + r["step_s"] > r["budget"]:
                     break
                 # The verdicts and the drain come out of the same share: the next phase's time.
-                if time.time() + r["step_s"] + 0.5 * r["drain"] + 2.0 > share_end:
+                if k >= 2 and time.time() + r["step_s"] + 0.5 * r["drain"] + 2.0 > share_end:
                     break
                 if rate > r["max_rate"]:
                     break
