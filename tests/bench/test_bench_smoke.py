@@ -523,3 +523,18 @@ def test_fast_timing_compresses_the_same_journey() -> None:
     normal = factory().make(0, kind="ndr_2day")
     assert [s.kind for s in fast.steps] == [s.kind for s in normal.steps]
     assert fast.duration < normal.duration / 2
+
+
+def test_the_knee_is_two_misses_in_a_row_or_a_miss_at_the_end() -> None:
+    from bench.driver import StepResult
+    from bench.run import _knee
+
+    def steps(*oks):  # type: ignore[no-untyped-def]
+        return [StepResult(f"{i}", "m", i, 0.0, 1.0, ok=ok) for i, ok in enumerate(oks)]
+
+    assert _knee(steps(True, True, True)) is None
+    # One miss followed by a step that kept up: someone else's burst, not the knee.
+    assert _knee(steps(True, False, True, False, False)) == 3
+    assert _knee(steps(True, True, False)) == 2
+    # An undecided step does not count either way.
+    assert _knee(steps(True, False, None)) == 1
