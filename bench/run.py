@@ -102,14 +102,14 @@ class Config:
         """Offered load ×factor per step from r0 until a step does not keep up. `budget` is the
         offered time per ramp and `max_rate` a stated cap: a ramp that reaches either without
         saturating says so in `notes` (its maximum is then a lower bound, not a knee). With
-        these, quick reaches 160 ev/s and full 145 ev/s; both sides' knees on 2 cores are
-        well below (40-60 ev/s on an idle machine)."""
+        these, quick offers up to 88 ev/s in its share of 2 minutes (8 steps from 11 ev/s) and full
+        up to 145 ev/s; the pipeline's knee on 2 cores is 30-40 ev/s, the baseline's 50-90."""
         if self.quick:
             return {
                 "step_s": 2.0,
                 "factor": 1.35,
                 "max_steps": 11,
-                "r0": 8,
+                "r0": 11,
                 "max_rate": 250,
                 "budget": 22,
                 "drain": 6,
@@ -700,7 +700,7 @@ class Run:
             for e in evals:
                 await e
             drained = await driver.drain(load, timeout=min(r["drain"], max(3.0, share_end - time.time())))
-        if not drained:
+        if not drained and load.completed() < load.journeys():
             await driver.abandon()
             self.note(
                 f"{load.name}: backlog not drained within {r['drain']:.0f}s ({load.completed()}/{load.journeys()} journeys done)"
