@@ -400,7 +400,9 @@ class ScaleRun(Run):
 
 
 def bottleneck(rows: list[dict[str, Any]], cores: int) -> str:
-    """A sentence: which process used the CPU while the ramps ran past the knee."""
+    """A sentence: which process used the CPU over each ramp (averaged over all its steps, the
+    low ones too, so the machine looks less busy than it was at the knee), and the CPU per
+    journey, which says which process a faster box would have to feed first."""
     if not rows:
         return "no measurement"
     parts = []
@@ -409,15 +411,17 @@ def bottleneck(rows: list[dict[str, Any]], cores: int) -> str:
         total = sum(used.values())
         top = max(used, key=lambda k: used[k])
         text = (
-            f"{r['workers']} worker(s): {total:.2f} of {cores} cores busy during the ramp "
+            f"{r['workers']} worker(s): {total:.2f} of {cores} cores busy on average over the ramp "
             f"(dev server {used.get('devserver', 0):.2f}, workers {used.get('workers', 0):.2f}, "
-            f"API {used.get('api', 0):.2f}, load generator {used.get('bench', 0):.2f}); most: {top}"
+            f"API {used.get('api', 0):.2f}, load generator {used.get('bench', 0):.2f}); most: {top}; per "
+            f"journey: dev server {r['devserver_cpu_ms_per_journey']} ms, workers {r['worker_cpu_ms_per_journey']} ms, "
+            f"API {r['api_cpu_ms_per_journey']} ms"
         )
         load = max(r.get("loadavg_1m_ramp") or [0.0])
-        if total < 0.8 * cores and load > cores:
+        if total < 0.8 * cores and load > 1.5 * cores:
             text += (
-                f"; the rest of the machine went to other work (load average up to {load:.1f} on "
-                f"{cores} cores): this rate is bounded by the shared machine, not by our processes"
+                f"; other work shared the machine (load average up to {load:.1f} on {cores} cores): "
+                "this rate is bounded by the shared machine as much as by our processes"
             )
         parts.append(text)
     return "; ".join(parts)
