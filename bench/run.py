@@ -672,7 +672,7 @@ class Run:
                 if stop.is_set() or time.time() - load.t_begin + r["step_s"] > r["budget"]:
                     break
                 # The verdicts and the drain come out of the same share: the next phase's time.
-                if k >= 2 and time.time() + r["step_s"] + 0.5 * r["drain"] + 2.0 > share_end:
+                if k >= 2 and time.time() + 2 * r["step_s"] + 0.5 * r["drain"] + 2.0 > share_end:
                     break
                 if rate > r["max_rate"]:
                     break
@@ -696,6 +696,18 @@ class Run:
                 )
                 step, index = await step_task
                 evals.append(asyncio.create_task(evaluate(step)))
+            if not stop.is_set() and load.steps:
+                # A step's journeys end seconds after it (their final scans come last): the
+                # last step must finish under load too, not in a system that only drains (a
+                # ramp ending on its time budget looked able to take any rate). Not judged.
+                last = load.steps[-1].target_rate
+                fac = self.factory(
+                    self.merchant(f"{prefix}{load.name.split()[-1]}tail"),
+                    "ramp",
+                    FAST,
+                    replies=self._replies_for(which),
+                )
+                _, index = await driver.offer(load, fac, index, last, r["step_s"], label="tail", stop=stop)
             load.t_load_end = time.time()
             for e in evals:
                 await e
