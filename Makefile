@@ -29,8 +29,10 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 
 # `make bench` (full, at most 10 minutes), `make bench QUICK=1` (at most 2 minutes),
 # PROFILE=1 also samples both workers with py-spy. Results: bench/results/latest.{json,png}.
+# `make bench SCALE=1` (at most 10 minutes) instead measures 1, 2 and 4 worker processes:
+# bench/results/scaling.{json,png}.
 bench: $(STAMP) $(BENCH_STAMP)
-	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(PROFILE),--profile,)
+	$(BIN)/python -m bench $(if $(SCALE),--scale,$(if $(QUICK),--quick,) $(if $(PROFILE),--profile,))
 
 # `make chaos` (at most 10 minutes; SHIPMENTS=N to choose how many, default 1,000 scaled to fit):
 # kills the worker and the Temporal dev server, breaks the carriers, redelivers webhooks, then

@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--profile]` (what `make bench` runs)."""
+"""`python -m bench [--quick] [--profile]` and `python -m bench --scale` (what `make bench` runs)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ def main() -> int:
         action="store_true",
         help="sample the worker processes with py-spy during the ramps and steady phases",
     )
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead: throughput with 1, 2 and 4 `ndrflow worker` processes (at most 10 minutes; "
+        "bench/results/scaling.{json,png})",
+    )
+    p.add_argument(
+        "--workers",
+        default="1,2,4",
+        help="with --scale: the worker process counts to measure (comma-separated)",
+    )
     p.add_argument("--seed", type=int, default=7, help="journey generator seed (same seed, same journeys)")
     p.add_argument(
         "--database-url", default="", help="run the stack on this database instead of a fresh SQLite file"
@@ -36,6 +47,17 @@ def main() -> int:
     )
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if a.scale:
+        from bench.scale import ScaleConfig
+        from bench.scale import amain as scale_main
+
+        workers = tuple(int(x) for x in a.workers.split(",") if x.strip())
+        try:
+            asyncio.run(scale_main(ScaleConfig(seed=a.seed, keep_home=a.keep_home, workers=workers)))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        return 0
     cfg = Config(
         quick=a.quick, seed=a.seed, profile=a.profile, database_url=a.database_url, keep_home=a.keep_home
     )

@@ -31,7 +31,7 @@ from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from bench import plans
-    from bench.shape import lookup
+    from bench.shape import classify_activity, lookup
 
 BASELINE_WORKFLOW = "BaselineShipmentWorkflow"
 BASELINE_CHILD = "BaselineChildWorkflow"
@@ -109,6 +109,9 @@ class BaselineShipmentWorkflow:
         self._status = "created"
         self._triggers: dict[str, list[list[Any]]] = {}
         self._inp: BaselineInput | None = None
+        # Like the real handler (bench/shape.py `update_at_once`): answer in the accepting task
+        # and let the main loop run what the reply caused, or answer once that has run.
+        self._update_at_once = False
 
     @workflow.signal(dynamic=True)
     def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
@@ -121,7 +124,8 @@ class BaselineShipmentWorkflow:
         ticket = self._tickets
         self._tickets += 1
         self._inbox.append((str(data.get("_key") or f"update:{name}#1"), data, ticket))
-        await workflow.wait_condition(lambda: ticket in self._done)
+        if not self._update_at_once:
+            await workflow.wait_condition(lambda: ticket in self._done)
         return {"accepted": True}
 
     @workflow.run
@@ -129,6 +133,7 @@ class BaselineShipmentWorkflow:
         self._inp = inp
         plan = plans.PLANS.get(inp.kind) or plans.PLANS.get("normal") or {"triggers": {}}
         self._triggers = plan["triggers"]
+        self._update_at_once = bool(plan.get("update_at_once"))
         await self._perform([("start", {}, None)])
         while True:
             await workflow.wait_condition(lambda: bool(self._inbox))
@@ -156,7 +161,9 @@ class BaselineShipmentWorkflow:
                         self._upsert()
                         upserted = True
                 elif op == "la":
-                    if cmd[1] not in local_done:
+                    # A batch writes the read model once (like the real workflow), but every
+                    # message's notification or instruction is its own local activity.
+                    if cmd[1] not in local_done or classify_activity(cmd[1]) != "other":
                         local_done.add(cmd[1])
                         await workflow.execute_local_activity(
                             LOCAL_ACTIVITY,

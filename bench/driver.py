@@ -88,6 +88,7 @@ class Load:
     ask_missing: int = 0
     drained: bool = False
     cpu: dict[str, float] = field(default_factory=dict)
+    paused_s: float = 0.0  # ramp: time between steps waiting for an earlier step's verdict
 
     def merchants(self) -> list[str]:
         return [s.merchant for s in self.steps]

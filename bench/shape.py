@@ -30,6 +30,7 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.converter import PayloadCodec
 
 E = EventType
 NOTIFY_HINTS = ("send_notification", "notif", "message", "sms", "email")
@@ -64,7 +65,9 @@ class Shape:
     triggers: dict[str, list[list[Any]]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # triggers in arrival order
     reply: dict[str, str] | None = None  # {"via": "update"|"signal", "name": ...} for customer replies
-    undecodable: int = 0  # signal payloads we could not read (e.g. an encrypting codec)
+    undecodable: int = 0  # signal payloads we could not read (a codec we do not hold)
+    # Whether the reply update completed in the task that accepted it (None: no update seen).
+    update_at_once: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +77,7 @@ class Shape:
             "order": self.order,
             "reply": self.reply,
             "undecodable": self.undecodable,
+            "update_at_once": self.update_at_once,
         }
 
     @property
@@ -83,6 +87,23 @@ class Shape:
     @property
     def local_activities(self) -> int:
         return sum(1 for cmds in self.triggers.values() for c in cmds if c[0] == "la")
+
+
+async def decode_history(events: Iterable[HistoryEvent], codec: PayloadCodec | None) -> None:
+    """Decode, in place, the payloads `shape_of` reads (signal inputs, local-activity markers).
+
+    ndrflow seals every payload it sends to Temporal (ndrflow/codec.py): without this the plan
+    could not tell which milestone a signal carried, and the baseline would match none of its
+    messages (its histories came out half as long as the real ones)."""
+    if codec is None:
+        return
+    for ev in events:
+        if ev.event_type == E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            await codec.decode_wrapper(ev.workflow_execution_signaled_event_attributes.input)
+        elif ev.event_type == E.EVENT_TYPE_MARKER_RECORDED:
+            details = ev.marker_recorded_event_attributes.details
+            if "data" in details:
+                await codec.decode_wrapper(details["data"])
 
 
 def _payload_json(payloads: Iterable[Any]) -> Any:
@@ -115,6 +136,7 @@ def shape_of(events: Iterable[HistoryEvent], reply_signal_names: tuple[str, ...]
     group = 0
     last_cmd_was_act = False
     in_commands = False
+    update_open = False
 
     def add(cmd: list[Any]) -> None:
         shape.triggers.setdefault(task_trigger, []).append(cmd)
@@ -152,7 +174,17 @@ def shape_of(events: Iterable[HistoryEvent], reply_signal_names: tuple[str, ...]
             shape.order.append(key)
             current = task_trigger = key
             last_cmd_was_act = False
+            update_open = True
+        elif et == E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+            if update_open and shape.update_at_once is None:
+                # Completed in the task that accepted it: the handler answers before the
+                # commands it caused have run (the caller does not wait for them).
+                shape.update_at_once = True
+            update_open = False
         elif et == E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            if update_open and shape.update_at_once is None:
+                shape.update_at_once = False
+            update_open = False
             if pending is not None:
                 current, pending = pending, None
             in_commands = False
@@ -189,10 +221,7 @@ def shape_of(events: Iterable[HistoryEvent], reply_signal_names: tuple[str, ...]
                 ]
             elif et == E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
                 cmd = ["signal_external"]
-            elif et in (
-                E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
-                E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
-            ):
+            elif et == E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
                 pass
             else:
                 # Activity results, timer fires, child results: not commands; the next command

@@ -104,6 +104,7 @@ def stack_env(
     secrets_: dict[str, str],
     database_url: str = "",
     fake_port: int = 0,
+    notify_per_second: float | None = None,
 ) -> dict[str, str]:
     """The environment of `ndrflow up`: local mode, our secrets, every carrier API at the fake."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NDRFLOW_")}
@@ -139,11 +140,20 @@ def stack_env(
     env["PYTHONUNBUFFERED"] = "1"
     # Loopback load is the point here; the public endpoints' per-IP limits would refuse it.
     env["NDRFLOW_RATE_LIMIT_ENABLED"] = "false"
+    if notify_per_second is not None:
+        # The provider queue's rate limit (a Twilio/SendGrid account's): the outbox has none,
+        # and at the default the limit, not the engine, would be the knee of both ramps.
+        env["NDRFLOW_NOTIFY_MAX_PER_SECOND"] = str(notify_per_second)
     return env
 
 
 async def start_stack(
-    fake_url: str, *, secrets_: dict[str, str] | None = None, database_url: str = "", timeout: float = 90
+    fake_url: str,
+    *,
+    secrets_: dict[str, str] | None = None,
+    database_url: str = "",
+    timeout: float = 90,
+    notify_per_second: float | None = None,
 ) -> StackProcess:
     home = Path(tempfile.mkdtemp(prefix="ndrflow-bench-"))
     secrets_ = secrets_ or {
@@ -180,7 +190,9 @@ async def start_stack(
     st.proc = subprocess.Popen(
         cmd,
         cwd=home,
-        env=stack_env(home, st.api_port, fake_url, secrets_, database_url, st.fake_carrier_port),
+        env=stack_env(
+            home, st.api_port, fake_url, secrets_, database_url, st.fake_carrier_port, notify_per_second
+        ),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -218,6 +230,20 @@ async def stop_stack(st: StackProcess, *, keep_home: bool = False) -> None:
             await asyncio.to_thread(st.proc.wait)
     if not keep_home:
         shutil.rmtree(st.home, ignore_errors=True)
+
+
+def stack_codec(home: Path) -> Any:
+    """The payload codec the stack seals Temporal payloads with (ndrflow/codec.py), from the
+    keys `ndrflow up` generated into the home's secrets.json; None when it runs without one."""
+    try:
+        keys = json.loads((home / "secrets.json").read_text()).get("codec_keys")
+    except (OSError, ValueError):
+        return None
+    if not keys:
+        return None
+    from ndrflow.codec import EncryptionCodec, parse_keys
+
+    return EncryptionCodec(parse_keys(keys))
 
 
 def create_merchant_key(st: StackProcess, merchant_id: str) -> str:

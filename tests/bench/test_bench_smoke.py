@@ -382,8 +382,74 @@ def test_lookup_falls_back_to_the_highest_calibrated_repeat() -> None:
     assert trigger_key("update", "customer_reply", None, 2) == "update:customer_reply#2"
 
 
+def test_sealed_signals_are_read_once_decoded() -> None:
+    """ndrflow encrypts every payload: undecoded, the plan cannot tell carrier events apart (and
+    the baseline matched none of its messages); decoded with the stack's codec, it can."""
+    import asyncio
+
+    from bench.shape import decode_history
+    from ndrflow.codec import EncryptionCodec, generate_keys_value, parse_keys
+
+    codec = EncryptionCodec(parse_keys(generate_keys_value()))
+
+    def sealed_history() -> list[HistoryEvent]:
+        history = [_signal("carrier_events", "picked_up"), *_task(), _la("sync_read_model")]
+        for ev in history:
+            if ev.event_type == E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                p = ev.workflow_execution_signaled_event_attributes.input
+                sealed = asyncio.run(codec.encode(list(p.payloads)))
+                del p.payloads[:]
+                p.payloads.extend(sealed)
+            elif ev.event_type == E.EVENT_TYPE_MARKER_RECORDED:
+                p = ev.marker_recorded_event_attributes.details["data"]
+                sealed = asyncio.run(codec.encode(list(p.payloads)))
+                del p.payloads[:]
+                p.payloads.extend(sealed)
+        return history
+
+    blind = shape_of(sealed_history())
+    assert blind.undecodable == 1
+    assert "signal:carrier_events:picked_up#1" not in blind.triggers
+    assert blind.triggers["signal:carrier_events#1"] == [["la", "local"]]
+
+    history = sealed_history()
+    asyncio.run(decode_history(history, codec))
+    shape = shape_of(history)
+    assert shape.undecodable == 0
+    assert shape.triggers["signal:carrier_events:picked_up#1"] == [["la", "sync_read_model"]]
+
+
+def _update() -> HistoryEvent:
+    return _ev(
+        E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        workflow_execution_update_accepted_event_attributes=WorkflowExecutionUpdateAcceptedEventAttributes(
+            accepted_request=UpdateRequest(input=UpdateInput(name="customer_reply"))
+        ),
+    )
+
+
+def test_whether_the_reply_update_answers_before_its_commands_ran() -> None:
+    completed = _ev(E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)
+    at_once = [*_task(), _update(), completed, _act("send_carrier_instruction"), *_task()]
+    shape = shape_of(at_once)
+    assert shape.update_at_once is True
+    assert [c[0] for c in shape.triggers["update:customer_reply#1"]] == ["act"]
+    later = [
+        *_task(),
+        _update(),
+        _act("send_carrier_instruction"),
+        _ev(E.EVENT_TYPE_ACTIVITY_TASK_STARTED),
+        _ev(E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED),
+        *_task(),
+        completed,
+    ]
+    assert shape_of(later).update_at_once is False
+    assert shape_of([_signal("register"), *_task()]).update_at_once is None
+
+
 def test_activity_classes() -> None:
     assert classify_activity("send_notification") == "notification"
+    assert classify_activity("send_notification_inline") == "notification"  # a local activity
     assert classify_activity("send_carrier_instruction") == "instruction"
     assert classify_activity("sync_read_model") == "other"
 
@@ -457,3 +523,18 @@ def test_fast_timing_compresses_the_same_journey() -> None:
     normal = factory().make(0, kind="ndr_2day")
     assert [s.kind for s in fast.steps] == [s.kind for s in normal.steps]
     assert fast.duration < normal.duration / 2
+
+
+def test_the_knee_is_two_misses_in_a_row_or_a_miss_at_the_end() -> None:
+    from bench.driver import StepResult
+    from bench.run import _knee
+
+    def steps(*oks):  # type: ignore[no-untyped-def]
+        return [StepResult(f"{i}", "m", i, 0.0, 1.0, ok=ok) for i, ok in enumerate(oks)]
+
+    assert _knee(steps(True, True, True)) is None
+    # One miss followed by a step that kept up: someone else's burst, not the knee.
+    assert _knee(steps(True, False, True, False, False)) == 3
+    assert _knee(steps(True, True, False)) == 2
+    # An undecided step does not count either way.
+    assert _knee(steps(True, False, None)) == 1
