@@ -4,6 +4,7 @@ until the merchant registers the tracking number."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -64,6 +65,30 @@ async def carrier_events(
 
 async def accept_events(session, temporal, settings, carrier: str, events: list[CarrierEvent], problems: Sequence[Problem] = ()) -> EventsAccepted:  # type: ignore[no-untyped-def]
     """Log each event once, count the push's unknown codes, signal the events to their workflows."""
+    # The store work runs on a thread: a commit may wait for SQLite's write lock (the worker
+    # writes too), and on the event loop that wait would stall every request and, under
+    # `ndrflow up`, the worker sharing the loop (the benchmark's p99 showed it). The session is
+    # used by one thread at a time.
+    counts, signals = await asyncio.to_thread(_log_events, session, carrier, events, problems)
+    for shipment, items in signals:
+        try:
+            await start_or_signal(
+                temporal,
+                settings,
+                shipment,
+                "carrier_events",
+                CarrierEventsInput(events=[e for _, e in items], received_at=normalise_time(datetime.now(UTC))),
+            )
+        except WorkflowClosed:
+            pass  # the shipment's workflow finished long ago: the event stays in the log only
+        await asyncio.to_thread(_mark_signalled, session, shipment, items)
+    duplicates, pending, unknown = counts
+    return EventsAccepted(accepted=len(events) - duplicates, duplicates=duplicates, pending_registration=pending, unknown_codes=unknown)
+
+
+def _log_events(session, carrier: str, events: list[CarrierEvent], problems: Sequence[Problem]):  # type: ignore[no-untyped-def]
+    """Log each event once and count unknown codes; returns the counts and, per known shipment,
+    the events still to signal. Commits, so no connection is held while Temporal is called."""
     duplicates = pending = unknown = new_events = 0
     by_tracking: dict[str, list[tuple[CarrierEventLog, CarrierEvent]]] = defaultdict(list)
     for ev in events:
@@ -85,6 +110,7 @@ async def accept_events(session, temporal, settings, carrier: str, events: list[
             if problem.code in COUNTED_PROBLEMS and problem.raw_code:
                 record_unknown_code(session, carrier, problem.raw_code)
 
+    signals = []
     for tracking, items in by_tracking.items():
         shipment = crud.find_shipment(session, carrier=carrier, tracking_number=tracking)
         if shipment is None:
@@ -92,19 +118,12 @@ async def accept_events(session, temporal, settings, carrier: str, events: list[
             # a registration racing with us reads these rows after our commit, or we saw its row.
             pending += len(items)
             continue
-        rows = [r for r, _ in items]
-        # Hand the connection back to the pool before waiting on Temporal.
-        session.commit()
-        try:
-            await start_or_signal(
-                temporal,
-                settings,
-                shipment,
-                "carrier_events",
-                CarrierEventsInput(events=[e for _, e in items], received_at=normalise_time(datetime.now(UTC))),
-            )
-        except WorkflowClosed:
-            pass  # the shipment's workflow finished long ago: the event stays in the log only
-        crud.mark_delivered(session, rows=rows, shipment_id=shipment.shipment_id)
-        crud.touch_last_event(session, shipment_id=shipment.shipment_id, occurred_at=max(e.occurred_at for _, e in items))
-    return EventsAccepted(accepted=len(events) - duplicates, duplicates=duplicates, pending_registration=pending, unknown_codes=unknown)
+        signals.append((shipment, items))
+    # Hand the connection back to the pool before waiting on Temporal.
+    session.commit()
+    return (duplicates, pending, unknown), signals
+
+
+def _mark_signalled(session, shipment, items) -> None:  # type: ignore[no-untyped-def]
+    crud.mark_delivered(session, rows=[r for r, _ in items], shipment_id=shipment.shipment_id)
+    crud.touch_last_event(session, shipment_id=shipment.shipment_id, occurred_at=max(e.occurred_at for _, e in items))
