@@ -50,6 +50,11 @@ class SendBudget(SQLModel, table=True):
 _table = SendBudget.__table__  # type: ignore[attr-defined]
 
 
+def _after_one_send(now_us: int, step: int) -> sa.ColumnElement[int]:
+    """tat moved by one send: max(tat, now) + 1/rate (the budget never banks idle time)."""
+    return sa.case((_table.c.tat_us > now_us, _table.c.tat_us), else_=now_us) + step
+
+
 def _ensure(engine: Engine, name: str) -> None:
     with engine.begin() as conn:
         if conn.execute(sa.select(_table.c.name).where(_table.c.name == name)).first() is None:
@@ -71,7 +76,7 @@ def take(engine: Engine, name: str, *, rate: float, burst: float, now: float | N
     stmt = (
         sa.update(_table)
         .where(_table.c.name == name, _table.c.tat_us <= now_us + tolerance)
-        .values(tat_us=sa.case((_table.c.tat_us > now_us, _table.c.tat_us), else_=now_us) + step)
+        .values(tat_us=_after_one_send(now_us, step))
     )
     for _ in range(2):
         with engine.begin() as conn:
@@ -92,7 +97,7 @@ def debit(engine: Engine, name: str, *, rate: float, now: float | None = None) -
     stmt = (
         sa.update(_table)
         .where(_table.c.name == name)
-        .values(tat_us=sa.case((_table.c.tat_us > now_us, _table.c.tat_us), else_=now_us) + step)
+        .values(tat_us=_after_one_send(now_us, step))
     )
     for _ in range(2):
         with engine.begin() as conn:
