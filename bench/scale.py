@@ -20,15 +20,11 @@ worker_cpu_ms_per_journey, notify_p99_ms, ...}]) and bench/results/scaling.png.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,11 +37,11 @@ from temporalio.client import Client
 
 from bench import report
 from bench.outbox import Outbox
+from bench.procs import Procs
 from bench.run import Config, Run, machine_facts
-from bench.stack import Capabilities, StackProcess, cpu_seconds, stack_env, start_fake_carrier
+from bench.stack import Capabilities, StackProcess, cpu_seconds, start_fake_carrier
 from bench.targets import parsed_milestone_map
-from ndrflow.config import _generate_secret
-from ndrflow.devserver import DevServer, free_port
+from ndrflow.migrate import migrate_locked
 from store.db import make_engine
 
 WORKER_COUNTS = (1, 2, 4)
@@ -83,123 +79,12 @@ class ScaleConfig(Config):
         return 15
 
 
-@dataclass
-class SplitStack:
-    """Dev server, `ndrflow api` and N `ndrflow worker` processes on one home."""
-
-    home: Path
-    fake_url: str
-    secrets: dict[str, str]
-    notify_per_second: float
-    api_port: int = field(default_factory=free_port)
-    temporal_port: int = field(default_factory=free_port)
-    devserver: DevServer | None = None
-    api: subprocess.Popen[bytes] | None = None
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    rounds: int = 0
-    _fixed: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def database_url(self) -> str:
-        return f"sqlite:///{(self.home / 'ndrflow.db').resolve()}"
-
-    def env(self) -> dict[str, str]:
-        env = stack_env(
-            self.home, self.api_port, self.fake_url, self.secrets, notify_per_second=self.notify_per_second
-        )
-        env["NDRFLOW_TEMPORAL_ADDRESS"] = f"127.0.0.1:{self.temporal_port}"
-        # Fixed up front so the processes never race to generate them into secrets.json.
-        for name in ("secret_key", "codec_keys", "sendgrid_inbound_token"):
-            if name not in self._fixed:
-                self._fixed[name] = _generate_secret(name)
-            env[f"NDRFLOW_{name.upper()}"] = self._fixed[name]
-        return env
-
-    def _spawn(self, what: str, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
-        with (self.home / f"{log_name}.log").open("ab") as log:
-            return subprocess.Popen(
-                [str(Path(sys.executable).parent / "ndrflow"), what, "--log-level", "warning", *args],
-                cwd=self.home,
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def start(self) -> None:
-        from ndrflow.migrate import migrate_locked
-
-        self.home.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(migrate_locked, self.database_url)
-        self.devserver = DevServer(home=self.home, port=self.temporal_port, ui=False)
-        await self.devserver.start()
-        self.api = self._spawn("api", ["--port", str(self.api_port), "--no-migrate"], "api")
-        deadline = time.monotonic() + 60
-        async with httpx.AsyncClient(timeout=3) as http:
-            while True:
-                if self.api.poll() is not None:
-                    raise RuntimeError(f"`ndrflow api` exited:\n{self.tail('api')}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"`ndrflow api` not healthy in 60 s:\n{self.tail('api')}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"http://127.0.0.1:{self.api_port}/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.3)
-
-    async def start_workers(self, n: int, timeout: float = 60) -> None:
-        self.rounds += 1
-        logs = [self.home / f"worker-r{self.rounds}-{k}.log" for k in range(n)]
-        for lg in logs:
-            self.workers.append(self._spawn("worker", ["--no-migrate"], lg.stem))
-        # `ndrflow worker` says when it polls (stderr, its log); at --log-level warning too.
-        deadline = time.monotonic() + timeout
-        while True:
-            for p in self.workers:
-                if p.poll() is not None:
-                    raise RuntimeError(f"`ndrflow worker` exited:\n{self.tail(logs[0].stem)}")
-            texts = [lg.read_text(errors="replace") if lg.exists() else "" for lg in logs]
-            if all("polling" in t for t in texts):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"workers not polling in {timeout:.0f}s:\n{texts}")
-            await asyncio.sleep(0.3)
-
-    async def stop_workers(self) -> None:
-        for p in self.workers:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in self.workers:
-            try:
-                await asyncio.wait_for(asyncio.to_thread(p.wait), 25)
-            except TimeoutError:
-                p.kill()
-                await asyncio.to_thread(p.wait)
-        self.workers = []
-
-    def tail(self, what: str, n: int = 30) -> str:
-        try:
-            return "\n".join((self.home / f"{what}.log").read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    async def stop(self) -> None:
-        await self.stop_workers()
-        if self.api is not None and self.api.poll() is None:
-            self.api.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(asyncio.to_thread(self.api.wait), 20)
-            except TimeoutError:
-                self.api.kill()
-                await asyncio.to_thread(self.api.wait)
-        if self.devserver is not None:
-            await self.devserver.stop()
-
-
 class ScaleRun(Run):
     cfg: ScaleConfig
 
     def __init__(self, cfg: ScaleConfig, console: Console) -> None:
         super().__init__(cfg, console)
-        self.split: SplitStack | None = None
+        self.split: Procs | None = None
 
     async def setup(self) -> None:
         self.country, self.today = self.choose_country()
@@ -208,13 +93,15 @@ class ScaleRun(Run):
             f"[bold]ndrflow benchmark: worker scaling[/bold] ({', '.join(map(str, self.cfg.workers))} worker "
             f"processes), run {self.tag}; customers in {self.country}"
         )
-        secrets_ = {"carrier_webhook_secret": uuid.uuid4().hex, "twilio_auth_token": uuid.uuid4().hex}
-        self.fake = start_fake_carrier(secrets_["carrier_webhook_secret"])
+        carrier_secret = uuid.uuid4().hex
+        self.fake = start_fake_carrier(carrier_secret)
         home = Path(tempfile.mkdtemp(prefix="ndrflow-bench-scale-"))
-        split = SplitStack(home, self.fake.url, secrets_, self.cfg.notify_per_second)
+        split = Procs(home, self.fake.url, carrier_secret, notify_per_second=self.cfg.notify_per_second)
         self.split = split
         with self.console.status("starting the dev server and `ndrflow api`…"):
-            await split.start()
+            await asyncio.to_thread(migrate_locked, split.database_url)
+            await split.start_temporal()
+            await split.start_api()
         assert split.api is not None
         # The main benchmark's view of "the stack": its process is the API here; the workers
         # and the dev server are measured separately (_cpu_snapshot).
@@ -223,7 +110,7 @@ class ScaleRun(Run):
             api_port=split.api_port,
             temporal_port=split.temporal_port,
             ui_port=0,
-            secrets=secrets_,
+            secrets=split.secrets,
             proc=split.api,
         )
         async with httpx.AsyncClient(timeout=5) as http:

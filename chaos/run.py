@@ -32,10 +32,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from bench.driver import Driver, Load, Started, StepResult
 from bench.journeys import Journey, JourneyFactory, Mix
 from bench.outbox import Outbox
+from bench.procs import Procs
 from bench.stack import CARRIER_CODES, start_fake_carrier
 from bench.targets import JourneyCtx, PipelineTarget, Sent, parsed_milestone_map
 from chaos import audit
-from chaos.procs import Procs
 from ndrflow.migrate import migrate_locked
 from store.db import engine_for
 from store.keys import create_key
@@ -138,7 +138,7 @@ async def amain(
     home = Path(tempfile.mkdtemp(prefix="ndrflow-chaos-"))
     secret = _generate("carrier")
     fake = start_fake_carrier(secret)
-    procs = Procs(home=home, fake_url=fake.url, carrier_secret=secret)
+    procs = Procs(home=home, fake_url=fake.url, carrier_secret=secret, quiet_hours=False)
     chaos = Chaos()
     rng = random.Random(seed)
     result: dict[str, Any] = {}
