@@ -6,6 +6,7 @@ import json
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +59,14 @@ class Settings(BaseSettings):
     completion_grace_hours: float = 72.0
     # Continue-as-new once history passes this many events.
     max_history_events: int = 2000
+    # Workflows a worker keeps in memory between their workflow tasks (~0.08 MB each). A shipment
+    # hears from its carrier a few times a day, so with thousands open most tasks replay from
+    # history anyway; 500 keeps a worker with 10,000 open shipments under 300 MB (README
+    # "Performance").
+    max_cached_workflows: int = Field(default=500, ge=1)
+    # "strict" runs workflow code in Temporal's sandbox in production too; tests always do
+    # (workflows/sandbox.py says what the sandbox costs and why workers skip it).
+    workflow_sandbox: Literal["off", "strict"] = "off"
 
     max_body_bytes: int = Field(default=1024 * 1024)
 

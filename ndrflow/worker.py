@@ -7,7 +7,6 @@ thread pool given as `activity_executor`; async ones run on the event loop.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,12 +21,6 @@ from workflows.sandbox import workflow_runner
 # Threads for sync activities. Most are short store writes; providers' HTTP calls (Twilio,
 # SendGrid, carriers) also block a thread for up to their timeout, hence more than cores.
 ACTIVITY_THREADS = 32
-
-# Workflows kept in memory between their workflow tasks. A shipment hears from its carrier a few
-# times a day, so with thousands open most tasks miss any cache and replay from history anyway;
-# a cached workflow costs ~0.08 MB (measured: RSS plateaus at cache size, README "Performance").
-# 500 keeps a worker with 10,000 open shipments under 300 MB. NDRFLOW_MAX_CACHED_WORKFLOWS.
-DEFAULT_MAX_CACHED_WORKFLOWS = 500
 
 
 def all_workflows() -> list[type]:
@@ -115,7 +108,7 @@ def build_worker(
     by_name: dict[str, Callable[..., Any]] = {}
     for fn in [*all_activities(settings, engine, carrier_settings), *extra_activities]:
         by_name[_activity_name(fn)] = fn
-    options = worker_tuning(**worker_options)
+    options = worker_tuning(settings, **worker_options)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -126,15 +119,16 @@ def build_worker(
     )
 
 
-def worker_tuning(**overrides: Any) -> dict[str, Any]:
+def worker_tuning(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
     """The Worker options ndrflow runs with. The benchmark's engine baseline (bench/baseline.py)
     builds its worker from the same function, so both sides of every ratio run the same tuning.
     `overrides` win (tests, `Stack(worker_options=...)`)."""
+    settings = settings or Settings()
     options: dict[str, Any] = {
         "max_concurrent_activities": ACTIVITY_THREADS,
         "max_concurrent_local_activities": ACTIVITY_THREADS,
-        "max_cached_workflows": int(os.environ.get("NDRFLOW_MAX_CACHED_WORKFLOWS", DEFAULT_MAX_CACHED_WORKFLOWS)),
-        "workflow_runner": workflow_runner(),
+        "max_cached_workflows": settings.max_cached_workflows,
+        "workflow_runner": workflow_runner(strict=settings.workflow_sandbox == "strict"),
     }
     options.update(overrides)
     return options

@@ -7,7 +7,8 @@ the history recorder use `strict_workflow_runner()`, so a non-deterministic call
 workflows/ fails `make test`. At run time it costs what the benchmark measured (bench/,
 README "Performance"): the per-run re-import of workflows/shipment.py and its sandbox made
 new workflows ~3x slower to start and held ~0.2 MB per cached workflow, so
-`ndrflow worker` uses `workflow_runner()`: no sandbox, unless NDRFLOW_WORKFLOW_SANDBOX=strict.
+`ndrflow worker` uses `workflow_runner()`: no sandbox, unless NDRFLOW_WORKFLOW_SANDBOX=strict
+(ndrflow.config.Settings.workflow_sandbox).
 
 Passed through even in the strict sandbox (imported once, shared with the host):
 - `zoneinfo`: the sandbox otherwise hands workflow code a restricted ZoneInfo proxy that
@@ -17,8 +18,6 @@ Passed through even in the strict sandbox (imported once, shared with the host):
 """
 
 from __future__ import annotations
-
-import os
 
 from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -42,9 +41,8 @@ def strict_workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH))
 
 
-def workflow_runner() -> WorkflowRunner:
-    """What workers run with. The workflow module has no mutable module state (constants only),
-    so running it unsandboxed shares nothing between runs; determinism is the tests' job."""
-    if os.environ.get("NDRFLOW_WORKFLOW_SANDBOX", "").lower() == "strict":
-        return strict_workflow_runner()
-    return UnsandboxedWorkflowRunner()
+def workflow_runner(*, strict: bool = False) -> WorkflowRunner:
+    """What workers run with (ndrflow.worker.worker_tuning passes the setting). The workflow
+    module has no mutable module state (constants only), so running it unsandboxed shares
+    nothing between runs; determinism is the tests' job."""
+    return strict_workflow_runner() if strict else UnsandboxedWorkflowRunner()

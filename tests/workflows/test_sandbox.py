@@ -6,11 +6,13 @@ from __future__ import annotations
 import types
 
 import pytest
+from pydantic import ValidationError
 from temporalio.worker import UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 import workflows.shipment as shipment
-from workflows.sandbox import strict_workflow_runner, workflow_runner
+from ndrflow.worker import worker_tuning
+from workflows.sandbox import strict_workflow_runner
 
 IMMUTABLE = (str, bytes, int, float, bool, type(None), frozenset, tuple, types.ModuleType, type, types.FunctionType)
 
@@ -41,7 +43,21 @@ def test_the_check_sees_a_mutable_global() -> None:
 
 def test_workers_run_light_unless_strict_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NDRFLOW_WORKFLOW_SANDBOX", raising=False)
-    assert isinstance(workflow_runner(), UnsandboxedWorkflowRunner)
+    assert isinstance(worker_tuning()["workflow_runner"], UnsandboxedWorkflowRunner)
     monkeypatch.setenv("NDRFLOW_WORKFLOW_SANDBOX", "strict")
-    assert isinstance(workflow_runner(), SandboxedWorkflowRunner)
+    assert isinstance(worker_tuning()["workflow_runner"], SandboxedWorkflowRunner)
     assert isinstance(strict_workflow_runner(), SandboxedWorkflowRunner)
+
+
+def test_the_workflow_cache_size_comes_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NDRFLOW_MAX_CACHED_WORKFLOWS", raising=False)
+    assert worker_tuning()["max_cached_workflows"] == 500
+    monkeypatch.setenv("NDRFLOW_MAX_CACHED_WORKFLOWS", "120")
+    assert worker_tuning()["max_cached_workflows"] == 120
+
+
+@pytest.mark.parametrize(("name", "value"), [("NDRFLOW_WORKFLOW_SANDBOX", "loose"), ("NDRFLOW_MAX_CACHED_WORKFLOWS", "0")])
+def test_a_bad_value_is_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("NDRFLOW_").lower()):
+        worker_tuning()
