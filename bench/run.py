@@ -64,6 +64,10 @@ from ndrflow.worker import worker_tuning
 from store.db import make_engine
 from workflows.ids import shipment_id_for, shipment_workflow_id
 
+# Calibration journeys (both sides): one clean journey per kind, so each history shows exactly
+# the commands one message costs (no duplicates, reordering or early scans; two in_transit).
+CALIBRATION_MIX = Mix(duplicate_rate=0, reorder_rate=0, early_scan_rate=0, in_transit=(2, 2), carriers=(("generic", 1.0),))
+
 # A ramp step keeps up when 90 % of its journeys' final scans are applied within LAG_OK seconds
 # of being accepted and 90 % of its calls answer within CALL_OK seconds; a journey whose final
 # call has not even been made STUCK_S after it was planned is late.
@@ -353,14 +357,7 @@ class Run:
         replies = self.stack.caps.twilio_inbound
         kinds = [k for k in KINDS if replies or k not in REPLYING_KINDS]
         merchant = self.merchant("cal")
-        mix = Mix(
-            duplicate_rate=0,
-            reorder_rate=0,
-            early_scan_rate=0,
-            in_transit=(2, 2),
-            carriers=(("generic", 1.0),),
-        )
-        fac = self.factory(merchant, "cal", SLOW, mix, replies=replies)
+        fac = self.factory(merchant, "cal", SLOW, CALIBRATION_MIX, replies=replies)
         journeys = [fac.make(i, kind=k) for i, k in enumerate(kinds)]
         target = PipelineTarget(
             self.http,
@@ -471,14 +468,7 @@ class Run:
         replies = self._replies_for("baseline")
         kinds = [k for k in self.shapes if replies or k not in REPLYING_KINDS]
         merchant = self.merchant("blcal")
-        mix = Mix(
-            duplicate_rate=0,
-            reorder_rate=0,
-            early_scan_rate=0,
-            in_transit=(2, 2),
-            carriers=(("generic", 1.0),),
-        )
-        fac = self.factory(merchant, "cal", SLOW, mix, replies=replies)
+        fac = self.factory(merchant, "cal", SLOW, CALIBRATION_MIX, replies=replies)
         journeys = [fac.make(i, kind=k) for i, k in enumerate(kinds)]
         log = ActivityLog(self.baseline.log_path)
         driver = self._driver("baseline")
