@@ -18,7 +18,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -26,7 +26,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from store import agents as agent_store
-from store.models import Shipment
+from store.models import Shipment, as_utc
 from workflows import search
 from workflows.ids import WORKFLOW_PREFIX, shipment_id_from_workflow_id
 from workflows.messages import ATTENTION_REASONS
@@ -206,7 +206,7 @@ def join_store(session: Session, executions: list[Any]) -> list[CaseItem]:
         rec = records.get(sid)
         # Visibility's LastEventAt may lag by scans that changed nothing else (the workflow does
         # not spend a history event on those); the API keeps the store's copy at the newest scan.
-        last = max((_aware(t) for t in (attrs.get(search.LAST_EVENT_AT), row.last_event_at if row else None) if t), default=None)
+        last = max((as_utc(t) for t in (attrs.get(search.LAST_EVENT_AT), row.last_event_at if row else None) if t), default=None)
         items.append(
             CaseItem(
                 shipment_id=sid,
@@ -253,8 +253,3 @@ async def count_cases(client: Client, filters: CaseFilters) -> CaseCounts:
 
 def _iso(value: datetime | str) -> str:
     return value if isinstance(value, str) else value.isoformat()
-
-
-def _aware(t: datetime) -> datetime:
-    """SQLite hands back naive UTC datetimes; visibility's are aware."""
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

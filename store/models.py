@@ -15,6 +15,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: object) -> datetime | None:
+    """A datetime or ISO-8601 string as an aware datetime; naive ones are UTC (SQLite hands
+    stored datetimes back naive). None for an empty or unparsable value."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 class ApiKey(SQLModel, table=True):
     __tablename__ = "api_keys"
 

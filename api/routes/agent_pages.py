@@ -45,7 +45,7 @@ from api.routes.agents import timeline_for, workflow_url
 from store import agents as agent_store
 from store import crud
 from store import keys as key_store
-from store.models import Shipment
+from store.models import Shipment, as_utc
 from workflows.messages import AGENT_ACTIONS, ATTENTION_REASONS, ShipmentState
 from workflows.shipment import ShipmentWorkflow
 
@@ -96,16 +96,7 @@ def _ago(value: Any) -> str:
     return "just now"
 
 
-def _parse(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not value:
-        return None
-    try:
-        t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+_parse = as_utc
 
 
 def _page(

@@ -22,7 +22,7 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,7 +37,7 @@ from sqlmodel import Session, select
 
 from api.tracking_text import LANGUAGES, MILESTONES, TEXT, language_for
 from domain.taxonomy import MILESTONE_RANK, TERMINAL_MILESTONES, Milestone, parse_milestone
-from store.models import CarrierEventLog, Shipment
+from store.models import CarrierEventLog, Shipment, as_utc
 from workflows.ids import shipment_workflow_id
 from workflows.messages import ShipmentState
 
@@ -297,16 +297,7 @@ def _tidy(scans: list[Scan]) -> list[Scan]:
     return out[:MAX_SCANS]
 
 
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+_time = as_utc
 
 
 def _date(value: str | None) -> date | None:
