@@ -6,6 +6,8 @@ language has every key, which tests/api/test_customer_page.py checks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 LANGUAGES = (("en", "English"), ("hi", "हिन्दी"), ("ko", "한국어"))
 
 TEXT: dict[str, dict[str, str]] = {
@@ -206,10 +208,15 @@ TEXT: dict[str, dict[str, str]] = {
 
 def language_for(locale: str | None, override: str | None = None) -> str:
     """"ko-KR" -> "ko", "hi-IN" -> "hi", anything else -> "en"; `override` (?lang=) wins if known."""
+    return pick_language(TEXT, locale, override)
+
+
+def pick_language(known: Mapping[str, object], locale: str | None, override: str | None = None) -> str:
+    """The first of `override`, `locale` whose language `known` has ("hi-IN" -> "hi"), else "en"."""
     for candidate in (override, locale):
         if candidate:
             lang = candidate.replace("_", "-").split("-")[0].lower()
-            if lang in TEXT:
+            if lang in known:
                 return lang
     return "en"
 

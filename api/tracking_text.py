@@ -6,6 +6,8 @@ Milestone names are what customers read, not our codes ("On the way", not "in_tr
 
 from __future__ import annotations
 
+from api.customer_text import pick_language
+
 LANGUAGES = (("en", "English"), ("hi", "हिन्दी"), ("ko", "한국어"))
 
 MILESTONES: dict[str, dict[str, str]] = {
@@ -146,9 +148,4 @@ TEXT: dict[str, dict[str, str]] = {
 
 def language_for(locale: str | None, override: str | None = None) -> str:
     """`?lang=` when we have it, else the customer's locale ("hi-IN" -> "hi"), else English."""
-    for candidate in (override, locale):
-        if candidate:
-            lang = candidate.replace("_", "-").split("-")[0].lower()
-            if lang in TEXT:
-                return lang
-    return "en"
+    return pick_language(TEXT, locale, override)
