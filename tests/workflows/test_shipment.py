@@ -117,7 +117,10 @@ async def test_events_before_registration_then_register_fills_profile(time_env: 
         state = await handle.query(ShipmentWorkflow.state)
         assert state.profile is not None and state.profile.merchant_id == "acme"
         assert state.status == "picked_up"
-        assert [t.kind for t in state.timeline] == ["carrier_event", "registered"]
+        # Whether picked_up is also notified depends on whether both signals landed in one
+        # workflow task (the profile is known then), and the message may be a quiet-hours
+        # deferral: this test is about the profile, so it reads the other entries only.
+        assert [t.kind for t in state.timeline if t.kind != "notification"] == ["carrier_event", "registered"]
 
 
 async def test_terminal_status_completes_after_grace_and_is_never_left(time_env: WorkflowEnvironment, task_queue: str, worker_parts) -> None:
